@@ -1,0 +1,30 @@
+#![doc = include_str!("../README.md")]
+
+mod clock;
+mod codec;
+mod device;
+mod error;
+mod pack;
+mod query;
+mod replica;
+mod state;
+mod value;
+
+pub use clock::{DEFAULT_MAX_DRIFT_MILLIS, HLC_MILLIS_BITS, Hlc, HybridClock, Stamp};
+pub use codec::STATE_FORMAT_VERSION;
+pub use device::{
+    BadSignature, DEVICE_ID_BYTES, DeviceId, DeviceKey, ParseDeviceIdError, SIGNATURE_BYTES, SpaceKey,
+};
+pub use error::{DecodeError, PackError, QueryError, WriteError};
+pub use pack::{
+    MAX_LEVEL, MAX_SPACE_ID_BYTES, OpenOptions, PACK_FORMAT_VERSION, PACK_MAGIC, Pack, PackHeader,
+    VerifiedPack,
+};
+pub use query::{Condition, ID_FIELD, LiveQuery, Op, OrderBy, Query};
+pub use replica::{Changed, DocumentRef, Eviction, Replica, Writer};
+pub use state::{State, VersionVector};
+pub use value::{
+    DELETED_FIELD, MAX_COLLECTION_NAME_BYTES, MAX_DOCUMENT_BYTES, MAX_DOCUMENT_ID_BYTES,
+    MAX_FIELD_NAME_BYTES, MAX_VALUE_BYTES, MAX_VALUE_DEPTH, Value, validate_collection_name,
+    validate_document_id, validate_field_name,
+};

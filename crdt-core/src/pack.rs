@@ -1,0 +1,403 @@
+//! Packs: the objects in the bucket. One pack holds one device's own writes to one collection
+//! at one level, signed by that device and optionally encrypted under the space key.
+//!
+//! ```text
+//! pack      = magic "TDMK" version:u8 header-len:varint header body-len:varint body signature:64
+//! header    = flags:u8 space:string author:32 collection:string level:u8 generation:varint
+//!             version-vector: count (device:32 hlc:varint)*
+//! body      = state encoding                       (plaintext, flags bit 0 clear)
+//!           | nonce:24 XChaCha20-Poly1305(state)   (flags bit 0 set; associated data: all
+//!                                                   bytes from the magic to the header's end)
+//! signature = Ed25519 by the author over "tidemark/pack/v1\0" ‖ all bytes before it
+//! ```
+//!
+//! The signature covers the ciphertext, so anyone can check authorship without the space key.
+//! The nonce is derived from the key, header and plaintext (HMAC-SHA-256, SIV style) instead of
+//! drawn at random: the same content seals to the same bytes, and core needs no randomness.
+//!
+//! Opening checks, in order: framing, version, signature, the reader's expectations (space,
+//! author, collection), decryption, the body encoding, and that every entry is stamped by the
+//! author and lies in the header's collection. Any failure is a distinct [`PackError`] and
+//! nothing of the pack is returned.
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::clock::{Hlc, Stamp};
+use crate::codec::{Reader, put_bytes, put_varint};
+use crate::device::{DEVICE_ID_BYTES, DeviceId, DeviceKey, SIGNATURE_BYTES, SpaceKey};
+use crate::error::{DecodeError, PackError};
+use crate::state::{State, VersionVector};
+use crate::value::{MAX_COLLECTION_NAME_BYTES, validate_collection_name};
+
+/// The first four bytes of every pack.
+pub const PACK_MAGIC: [u8; 4] = *b"TDMK";
+/// The pack format version this build writes and the newest it reads.
+pub const PACK_FORMAT_VERSION: u8 = 1;
+/// Longest space id, in bytes. Space ids appear in bucket keys.
+pub const MAX_SPACE_ID_BYTES: usize = 128;
+/// Highest level number of the per-device LSM.
+pub const MAX_LEVEL: u8 = 15;
+
+const SIGNATURE_CONTEXT: &[u8] = b"tidemark/pack/v1\0";
+const NONCE_CONTEXT: &[u8] = b"tidemark/pack-nonce/v1\0";
+const FLAG_ENCRYPTED: u8 = 1;
+const NONCE_BYTES: usize = 24;
+
+/// What a pack says about itself. Authenticated by the signature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackHeader {
+    /// The space the pack belongs to.
+    pub space: String,
+    /// The device that wrote and signed it.
+    pub author: DeviceId,
+    /// The collection (partition) whose documents it holds.
+    pub collection: String,
+    /// Its level in the author's LSM (0 is the newest, smallest).
+    pub level: u8,
+    /// How many times the author has written this level: lets readers spot a replayed old pack.
+    pub generation: u64,
+    /// What the author's replica had absorbed when it wrote the pack.
+    pub version_vector: VersionVector,
+    /// Whether the body is encrypted under the space key.
+    pub encrypted: bool,
+}
+
+/// What a reader expects of a pack, from where it found it, and the key it holds.
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions<'a> {
+    /// The space key, to decrypt encrypted bodies.
+    pub space_key: Option<&'a SpaceKey>,
+    /// Refuse plaintext bodies (for end-to-end encrypted spaces).
+    pub require_encryption: bool,
+    /// The space the pack must belong to.
+    pub space: Option<&'a str>,
+    /// The device that must have written it (e.g. from its bucket key).
+    pub author: Option<DeviceId>,
+    /// The collection it must hold.
+    pub collection: Option<&'a str>,
+}
+
+/// An opened pack: its authenticated header and its body.
+#[derive(Clone, Debug)]
+pub struct Pack {
+    /// The header.
+    pub header: PackHeader,
+    /// The body: the author's entries for the header's collection.
+    pub state: State,
+}
+
+/// A pack whose signature was checked but whose body was not decoded (no key needed).
+#[derive(Clone, Debug)]
+pub struct VerifiedPack {
+    /// The header.
+    pub header: PackHeader,
+    /// Size of the body as stored (ciphertext size for encrypted packs).
+    pub body_bytes: usize,
+}
+
+/// The parts of a pack, split but not yet verified.
+struct Parts<'a> {
+    header: PackHeader,
+    /// Magic through the end of the header: the associated data of encryption.
+    prefix: &'a [u8],
+    body: &'a [u8],
+    /// Everything the signature covers (minus the context string).
+    signed: &'a [u8],
+    signature: [u8; SIGNATURE_BYTES],
+}
+
+impl Pack {
+    /// Seals `body` into a pack signed by `author`, encrypted when `space_key` is given.
+    ///
+    /// `header.author` and `header.encrypted` are set from `author` and `space_key`. The body
+    /// must hold only entries by `author` in `header.collection`, as readers refuse anything
+    /// else.
+    pub fn seal(
+        header: &PackHeader,
+        body: &State,
+        author: &DeviceKey,
+        space_key: Option<&SpaceKey>,
+    ) -> Result<Vec<u8>, PackError> {
+        let header = PackHeader {
+            author: author.device_id(),
+            encrypted: space_key.is_some(),
+            ..header.clone()
+        };
+        check_header(&header)?;
+        check_body(&header, body)?;
+
+        let mut out = Vec::new();
+        out.extend_from_slice(&PACK_MAGIC);
+        out.push(PACK_FORMAT_VERSION);
+        put_bytes(&mut out, &encode_header(&header));
+        let plaintext = body.encode();
+        match space_key {
+            None => put_bytes(&mut out, &plaintext),
+            Some(key) => {
+                let nonce = derive_nonce(key, &out, &plaintext);
+                let ciphertext = XChaCha20Poly1305::new(key.as_bytes().into())
+                    .encrypt(&nonce, Payload { msg: &plaintext, aad: &out })
+                    .map_err(|_| PackError::TooLarge("body cannot be encrypted"))?;
+                put_varint(&mut out, (NONCE_BYTES + ciphertext.len()) as u64);
+                out.extend_from_slice(&nonce);
+                out.extend_from_slice(&ciphertext);
+            }
+        }
+        let signature = author.sign(&signed_message(&out));
+        out.extend_from_slice(&signature);
+        Ok(out)
+    }
+
+    /// Checks a pack's framing and signature without decoding or decrypting its body.
+    pub fn verify(bytes: &[u8]) -> Result<VerifiedPack, PackError> {
+        let parts = split(bytes)?;
+        verify_signature(&parts)?;
+        Ok(VerifiedPack {
+            body_bytes: parts.body.len(),
+            header: parts.header,
+        })
+    }
+
+    /// Opens a pack: verifies, checks expectations, decrypts, decodes, and checks that every
+    /// entry belongs to the author and the collection. All of the pack or an error.
+    pub fn open(bytes: &[u8], options: &OpenOptions<'_>) -> Result<Pack, PackError> {
+        let parts = split(bytes)?;
+        verify_signature(&parts)?;
+        let header = &parts.header;
+        if let Some(space) = options.space {
+            if header.space != space {
+                return Err(PackError::WrongSpace {
+                    expected: space.to_string(),
+                    found: header.space.clone(),
+                });
+            }
+        }
+        if let Some(author) = options.author {
+            if header.author != author {
+                return Err(PackError::WrongAuthor {
+                    expected: author,
+                    found: header.author,
+                });
+            }
+        }
+        if let Some(collection) = options.collection {
+            if header.collection != collection {
+                return Err(PackError::WrongCollection {
+                    expected: collection.to_string(),
+                    found: header.collection.clone(),
+                });
+            }
+        }
+        let plaintext;
+        let body = if header.encrypted {
+            let key = options.space_key.ok_or(PackError::KeyRequired)?;
+            if parts.body.len() < NONCE_BYTES {
+                return Err(PackError::DecryptionFailed);
+            }
+            let (nonce, ciphertext) = parts.body.split_at(NONCE_BYTES);
+            let nonce = XNonce::try_from(nonce).map_err(|_| PackError::DecryptionFailed)?;
+            plaintext = XChaCha20Poly1305::new(key.as_bytes().into())
+                .decrypt(&nonce, Payload { msg: ciphertext, aad: parts.prefix })
+                .map_err(|_| PackError::DecryptionFailed)?;
+            &plaintext[..]
+        } else if options.require_encryption {
+            return Err(PackError::NotEncrypted);
+        } else {
+            parts.body
+        };
+        let state = State::decode(body)?;
+        check_body(header, &state)?;
+        Ok(Pack {
+            header: parts.header,
+            state,
+        })
+    }
+}
+
+fn signed_message(bytes: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(SIGNATURE_CONTEXT.len() + bytes.len());
+    message.extend_from_slice(SIGNATURE_CONTEXT);
+    message.extend_from_slice(bytes);
+    message
+}
+
+fn verify_signature(parts: &Parts<'_>) -> Result<(), PackError> {
+    parts
+        .header
+        .author
+        .verify(&signed_message(parts.signed), &parts.signature)
+        .map_err(|_| PackError::BadSignature {
+            author: parts.header.author,
+        })
+}
+
+fn derive_nonce(key: &SpaceKey, prefix: &[u8], plaintext: &[u8]) -> XNonce {
+    let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key.as_bytes())
+        .expect("HMAC accepts keys of any length");
+    mac.update(NONCE_CONTEXT);
+    mac.update(&(prefix.len() as u64).to_le_bytes());
+    mac.update(prefix);
+    mac.update(plaintext);
+    let tag = mac.finalize().into_bytes();
+    let mut nonce = [0u8; NONCE_BYTES];
+    nonce.copy_from_slice(&tag[..NONCE_BYTES]);
+    XNonce::from(nonce)
+}
+
+fn check_header(header: &PackHeader) -> Result<(), PackError> {
+    let space_ok = !header.space.is_empty()
+        && header.space.len() <= MAX_SPACE_ID_BYTES
+        && header
+            .space
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !space_ok {
+        return Err(PackError::Malformed("space id must be 1 to 128 ASCII letters, digits, '_' or '-'"));
+    }
+    if validate_collection_name(&header.collection).is_err() {
+        return Err(PackError::Malformed("invalid collection name"));
+    }
+    if header.level > MAX_LEVEL {
+        return Err(PackError::Malformed("level above the maximum"));
+    }
+    Ok(())
+}
+
+/// Every entry must be the author's own and lie in the header's collection.
+fn check_body(header: &PackHeader, state: &State) -> Result<(), PackError> {
+    if let Some(found) = state
+        .collection_names()
+        .find(|c| *c != header.collection)
+    {
+        return Err(PackError::CollectionMismatch {
+            expected: header.collection.clone(),
+            found: found.to_string(),
+        });
+    }
+    for (_, _, doc) in state.documents() {
+        let devices = doc
+            .registers
+            .iter()
+            .map(|r| r.device)
+            .chain(doc.counters.iter().map(|c| c.device));
+        for idx in devices {
+            let device = state.device(idx);
+            if device != header.author {
+                return Err(PackError::ForeignEntry {
+                    author: header.author,
+                    entry_device: device,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn encode_header(header: &PackHeader) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.push(if header.encrypted { FLAG_ENCRYPTED } else { 0 });
+    put_bytes(&mut out, header.space.as_bytes());
+    out.extend_from_slice(header.author.as_bytes());
+    put_bytes(&mut out, header.collection.as_bytes());
+    out.push(header.level);
+    put_varint(&mut out, header.generation);
+    put_varint(&mut out, header.version_vector.len() as u64);
+    for (device, hlc) in header.version_vector.iter() {
+        out.extend_from_slice(device.as_bytes());
+        put_varint(&mut out, hlc.as_u64());
+    }
+    out
+}
+
+fn decode_header(bytes: &[u8]) -> Result<PackHeader, PackError> {
+    let malformed = |_: DecodeError| PackError::Malformed("header fields do not parse");
+    let mut r = Reader::new(bytes);
+    let flags = r.u8().map_err(malformed)?;
+    if flags & !FLAG_ENCRYPTED != 0 {
+        return Err(PackError::Malformed("unknown header flags"));
+    }
+    let space = r.str(MAX_SPACE_ID_BYTES).map_err(malformed)?.to_string();
+    let author = DeviceId::from_bytes(r.array().map_err(malformed)?);
+    let collection = r
+        .str(MAX_COLLECTION_NAME_BYTES)
+        .map_err(malformed)?
+        .to_string();
+    let level = r.u8().map_err(malformed)?;
+    let generation = r.varint().map_err(malformed)?;
+    let devices = r.count(DEVICE_ID_BYTES + 1).map_err(malformed)?;
+    let mut version_vector = VersionVector::new();
+    let mut previous: Option<DeviceId> = None;
+    for _ in 0..devices {
+        let device = DeviceId::from_bytes(r.array().map_err(malformed)?);
+        if previous.is_some_and(|p| p >= device) {
+            return Err(PackError::Malformed("version vector out of order"));
+        }
+        previous = Some(device);
+        let hlc = Hlc::from_u64(r.varint().map_err(malformed)?);
+        version_vector.observe(Stamp::new(hlc, device));
+    }
+    r.finish().map_err(malformed)?;
+    let header = PackHeader {
+        space,
+        author,
+        collection,
+        level,
+        generation,
+        version_vector,
+        encrypted: flags & FLAG_ENCRYPTED != 0,
+    };
+    check_header(&header)?;
+    Ok(header)
+}
+
+fn split(bytes: &[u8]) -> Result<Parts<'_>, PackError> {
+    if bytes.len() < PACK_MAGIC.len() {
+        return Err(if PACK_MAGIC.starts_with(bytes) {
+            PackError::Truncated("shorter than the magic bytes")
+        } else {
+            PackError::NotAPack
+        });
+    }
+    if bytes[..PACK_MAGIC.len()] != PACK_MAGIC {
+        return Err(PackError::NotAPack);
+    }
+    let mut r = Reader::new(bytes);
+    r.take(PACK_MAGIC.len()).map_err(|_| PackError::Truncated("magic"))?;
+    let version = r.u8().map_err(|_| PackError::Truncated("no version byte"))?;
+    if version > PACK_FORMAT_VERSION {
+        return Err(PackError::UnsupportedVersion {
+            found: version,
+            supported: PACK_FORMAT_VERSION,
+        });
+    }
+    if version == 0 {
+        return Err(PackError::Malformed("version 0 does not exist"));
+    }
+    let truncated_or = |e: DecodeError, what: &'static str| match e {
+        DecodeError::Truncated { .. } => PackError::Truncated(what),
+        _ => PackError::Malformed(what),
+    };
+    let header_bytes = r
+        .bytes(usize::MAX)
+        .map_err(|e| truncated_or(e, "header"))?;
+    let header = decode_header(header_bytes)?;
+    let prefix = &bytes[..r.position()];
+    let body = r.bytes(usize::MAX).map_err(|e| truncated_or(e, "body"))?;
+    let signed = &bytes[..r.position()];
+    let signature = r
+        .array::<SIGNATURE_BYTES>()
+        .map_err(|_| PackError::Truncated("signature"))?;
+    if r.remaining() != 0 {
+        return Err(PackError::Malformed("bytes after the signature"));
+    }
+    Ok(Parts {
+        header,
+        prefix,
+        body,
+        signed,
+        signature,
+    })
+}

@@ -1,0 +1,694 @@
+//! The replicated value: collections → documents → fields, and its join.
+//!
+//! A [`State`] is a join-semilattice. [`State::merge`] is commutative, associative and
+//! idempotent, so replicas that have merged the same states hold the same value, whatever the
+//! order and however often each state arrived. Everything that travels — a transaction's
+//! changes, a device's pack, a snapshot — is a `State`.
+//!
+//! A field holds a **register** (a value and the stamp of its write; the greater stamp wins)
+//! and may hold **counter cells**, one per device that incremented it. A cell carries the stamp
+//! of the register it counts from (its *epoch*), the stamp of its last change and the device's
+//! running total; between two cells of one device the greater `(epoch, stamp, total)` wins.
+//! A field reads as its register's value plus the totals of the cells whose epoch is the
+//! register's stamp. So writing a number to a counter field resets it: increments concurrent
+//! with that write count from the old epoch and stop counting, on every replica alike.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::hash::Hash;
+
+use crate::clock::{Hlc, Stamp};
+use crate::device::DeviceId;
+use crate::value::{DELETED_FIELD, Value};
+
+/// Index of a device in a state's device table.
+pub(crate) type DeviceIdx = u32;
+/// Index of a field name in a state's name table.
+pub(crate) type NameId = u32;
+
+/// Interns values so entries can refer to them by a small index.
+#[derive(Clone, Debug)]
+pub(crate) struct Interner<T: Eq + Hash + Clone> {
+    items: Vec<T>,
+    index: HashMap<T, u32>,
+}
+
+impl<T: Eq + Hash + Clone> Default for Interner<T> {
+    fn default() -> Self {
+        Interner {
+            items: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+}
+
+impl<T: Eq + Hash + Clone> Interner<T> {
+    pub(crate) fn intern(&mut self, item: &T) -> u32 {
+        if let Some(&id) = self.index.get(item) {
+            return id;
+        }
+        let id = self.items.len() as u32;
+        self.items.push(item.clone());
+        self.index.insert(item.clone(), id);
+        id
+    }
+
+    pub(crate) fn get(&self, id: u32) -> &T {
+        &self.items[id as usize]
+    }
+
+    pub(crate) fn items(&self) -> &[T] {
+        &self.items
+    }
+}
+
+impl Interner<Box<str>> {
+    pub(crate) fn find(&self, name: &str) -> Option<NameId> {
+        self.index.get(name).copied()
+    }
+
+    pub(crate) fn intern_str(&mut self, name: &str) -> NameId {
+        match self.find(name) {
+            Some(id) => id,
+            None => self.intern(&Box::from(name)),
+        }
+    }
+}
+
+impl Interner<DeviceId> {
+    pub(crate) fn find(&self, device: &DeviceId) -> Option<DeviceIdx> {
+        self.index.get(device).copied()
+    }
+}
+
+/// A stamp whose device is an index into one state's device table.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct LocalStamp {
+    pub(crate) hlc: Hlc,
+    pub(crate) device: DeviceIdx,
+}
+
+/// The winning write of one field.
+#[derive(Clone, Debug)]
+pub(crate) struct Register {
+    pub(crate) name: NameId,
+    pub(crate) device: DeviceIdx,
+    pub(crate) hlc: Hlc,
+    pub(crate) value: Value,
+}
+
+impl Register {
+    pub(crate) fn stamp(&self) -> LocalStamp {
+        LocalStamp {
+            hlc: self.hlc,
+            device: self.device,
+        }
+    }
+}
+
+/// One device's contribution to a counter field.
+#[derive(Clone, Debug)]
+pub(crate) struct CounterCell {
+    pub(crate) name: NameId,
+    pub(crate) device: DeviceIdx,
+    pub(crate) hlc: Hlc,
+    /// Stamp of the register this cell counts from; `None` when the field had no register.
+    pub(crate) epoch: Option<LocalStamp>,
+    pub(crate) total: i64,
+}
+
+/// Approximate stored size of a register, used for the document size limit.
+pub(crate) fn register_bytes(value: &Value) -> usize {
+    value.encoded_len() + 16
+}
+
+/// The fields of one document. Registers are sorted by name id, counter cells by
+/// `(name id, device)`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Document {
+    pub(crate) registers: Vec<Register>,
+    pub(crate) counters: Vec<CounterCell>,
+    /// Sum of [`register_bytes`] over the registers.
+    pub(crate) bytes: usize,
+}
+
+impl Document {
+    pub(crate) fn register(&self, name: NameId) -> Option<&Register> {
+        self.registers
+            .binary_search_by_key(&name, |r| r.name)
+            .ok()
+            .map(|i| &self.registers[i])
+    }
+
+    pub(crate) fn cell(&self, name: NameId, device: DeviceIdx) -> Option<&CounterCell> {
+        self.counters
+            .binary_search_by_key(&(name, device), |c| (c.name, c.device))
+            .ok()
+            .map(|i| &self.counters[i])
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.registers.is_empty() && self.counters.is_empty()
+    }
+
+    /// Puts `register` in place of the register with the same name, if `wins` says so
+    /// (always when there is none). Returns whether the document changed.
+    pub(crate) fn offer_register(
+        &mut self,
+        register: Register,
+        wins: impl FnOnce(&Register, &Register) -> bool,
+    ) -> bool {
+        match self.registers.binary_search_by_key(&register.name, |r| r.name) {
+            Ok(i) => {
+                let current = &mut self.registers[i];
+                if !wins(&register, current) {
+                    return false;
+                }
+                self.bytes = self.bytes - register_bytes(&current.value) + register_bytes(&register.value);
+                *current = register;
+            }
+            Err(i) => {
+                self.bytes += register_bytes(&register.value);
+                self.registers.insert(i, register);
+            }
+        }
+        true
+    }
+
+    /// Puts `cell` in place of the same device's cell for the same field, if `wins` says so.
+    pub(crate) fn offer_cell(
+        &mut self,
+        cell: CounterCell,
+        wins: impl FnOnce(&CounterCell, &CounterCell) -> bool,
+    ) -> bool {
+        match self
+            .counters
+            .binary_search_by_key(&(cell.name, cell.device), |c| (c.name, c.device))
+        {
+            Ok(i) => {
+                if !wins(&cell, &self.counters[i]) {
+                    return false;
+                }
+                self.counters[i] = cell;
+            }
+            Err(i) => self.counters.insert(i, cell),
+        }
+        true
+    }
+}
+
+/// The documents of one collection, by id.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Collection {
+    pub(crate) docs: BTreeMap<Box<str>, Document>,
+}
+
+/// A replicated value: collections of documents of fields. See the [module docs](self).
+#[derive(Clone, Default)]
+pub struct State {
+    pub(crate) devices: Interner<DeviceId>,
+    pub(crate) names: Interner<Box<str>>,
+    pub(crate) collections: BTreeMap<Box<str>, Collection>,
+    /// Per device index: the greatest clock of any entry this state has held.
+    pub(crate) seen: Vec<Hlc>,
+}
+
+impl fmt::Debug for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("State")
+            .field("collections", &self.collections.len())
+            .field("documents", &self.document_count())
+            .field("registers", &self.register_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Two states are equal when they hold the same value: their canonical encodings match.
+impl PartialEq for State {
+    fn eq(&self, other: &Self) -> bool {
+        crate::codec::encode_state(self) == crate::codec::encode_state(other)
+    }
+}
+
+impl Eq for State {}
+
+impl State {
+    /// An empty state.
+    pub fn new() -> State {
+        State::default()
+    }
+
+    /// Whether the state holds no entries at all.
+    pub fn is_empty(&self) -> bool {
+        self.collections.values().all(|c| c.docs.is_empty())
+    }
+
+    /// Number of documents, deleted ones included.
+    pub fn document_count(&self) -> usize {
+        self.collections.values().map(|c| c.docs.len()).sum()
+    }
+
+    /// Number of registers (fields written at least once), over all documents.
+    pub fn register_count(&self) -> usize {
+        self.documents().map(|(_, _, d)| d.registers.len()).sum()
+    }
+
+    /// Names of the collections present.
+    pub fn collection_names(&self) -> impl Iterator<Item = &str> {
+        self.collections.keys().map(|k| &**k)
+    }
+
+    pub(crate) fn documents(&self) -> impl Iterator<Item = (&str, &str, &Document)> {
+        self.collections.iter().flat_map(|(c, coll)| {
+            coll.docs
+                .iter()
+                .map(move |(id, doc)| (&**c, &**id, doc))
+        })
+    }
+
+    pub(crate) fn document(&self, collection: &str, id: &str) -> Option<&Document> {
+        self.collections.get(collection)?.docs.get(id)
+    }
+
+    pub(crate) fn device(&self, idx: DeviceIdx) -> DeviceId {
+        *self.devices.get(idx)
+    }
+
+    pub(crate) fn stamp(&self, local: LocalStamp) -> Stamp {
+        Stamp::new(local.hlc, self.device(local.device))
+    }
+
+    pub(crate) fn intern_device(&mut self, device: &DeviceId) -> DeviceIdx {
+        let idx = self.devices.intern(device);
+        if self.seen.len() <= idx as usize {
+            self.seen.resize(idx as usize + 1, Hlc::ZERO);
+        }
+        idx
+    }
+
+    pub(crate) fn note_seen(&mut self, device: DeviceIdx, hlc: Hlc) {
+        let slot = &mut self.seen[device as usize];
+        *slot = (*slot).max(hlc);
+    }
+
+    /// Orders two stamps of this state: by clock, then by device id bytes.
+    pub(crate) fn cmp_stamps(devices: &Interner<DeviceId>, a: LocalStamp, b: LocalStamp) -> Ordering {
+        a.hlc.cmp(&b.hlc).then_with(|| {
+            if a.device == b.device {
+                Ordering::Equal
+            } else {
+                devices.get(a.device).cmp(devices.get(b.device))
+            }
+        })
+    }
+
+    fn cmp_epochs(
+        devices: &Interner<DeviceId>,
+        a: Option<LocalStamp>,
+        b: Option<LocalStamp>,
+    ) -> Ordering {
+        match (a, b) {
+            (None, None) => Ordering::Equal,
+            (None, Some(_)) => Ordering::Less,
+            (Some(_), None) => Ordering::Greater,
+            (Some(a), Some(b)) => State::cmp_stamps(devices, a, b),
+        }
+    }
+
+    /// Whether `challenger` beats `current` as the register of a field.
+    pub(crate) fn register_wins(
+        devices: &Interner<DeviceId>,
+        challenger: &Register,
+        current: &Register,
+    ) -> bool {
+        match State::cmp_stamps(devices, challenger.stamp(), current.stamp()) {
+            Ordering::Greater => true,
+            Ordering::Less => false,
+            // One stamp, two values: only a faulty or malicious device does that. Any fixed
+            // rule converges; the canonical value order is one.
+            Ordering::Equal => canonical_cmp(&challenger.value, &current.value) == Ordering::Greater,
+        }
+    }
+
+    /// Whether `challenger` beats `current` as one device's cell of a counter field.
+    pub(crate) fn cell_wins(
+        devices: &Interner<DeviceId>,
+        challenger: &CounterCell,
+        current: &CounterCell,
+    ) -> bool {
+        State::cmp_epochs(devices, challenger.epoch, current.epoch)
+            .then(challenger.hlc.cmp(&current.hlc))
+            .then(challenger.total.cmp(&current.total))
+            == Ordering::Greater
+    }
+
+    /// Joins `other` into this state. Returns the number of documents that changed.
+    pub fn merge(&mut self, other: &State) -> usize {
+        let mut changed = 0;
+        self.merge_filtered(other, |_, _| true, |_, _| changed += 1);
+        changed
+    }
+
+    /// Joins the documents of `other` that `admit` accepts, calling `on_change` for each
+    /// document that changed.
+    pub(crate) fn merge_filtered(
+        &mut self,
+        other: &State,
+        mut admit: impl FnMut(&str, &str) -> bool,
+        mut on_change: impl FnMut(&str, &str),
+    ) {
+        let device_map: Vec<DeviceIdx> = other
+            .devices
+            .items()
+            .iter()
+            .map(|d| self.intern_device(d))
+            .collect();
+        let name_map: Vec<NameId> = other
+            .names
+            .items()
+            .iter()
+            .map(|n| self.names.intern_str(n))
+            .collect();
+        let remap = |s: LocalStamp| LocalStamp {
+            hlc: s.hlc,
+            device: device_map[s.device as usize],
+        };
+        for (collection_name, theirs) in &other.collections {
+            if theirs.docs.is_empty() {
+                continue;
+            }
+            if !self.collections.contains_key(collection_name) {
+                self.collections
+                    .insert(collection_name.clone(), Collection::default());
+            }
+            let State {
+                devices,
+                collections,
+                seen,
+                ..
+            } = self;
+            let ours = collections
+                .get_mut(collection_name)
+                .expect("inserted above");
+            for (id, their_doc) in &theirs.docs {
+                if !admit(collection_name, id) {
+                    continue;
+                }
+                if !ours.docs.contains_key(id) {
+                    ours.docs.insert(id.clone(), Document::default());
+                }
+                let doc = ours.docs.get_mut(id).expect("inserted above");
+                let mut doc_changed = false;
+                for r in &their_doc.registers {
+                    let device = device_map[r.device as usize];
+                    let slot = &mut seen[device as usize];
+                    *slot = (*slot).max(r.hlc);
+                    let register = Register {
+                        name: name_map[r.name as usize],
+                        device,
+                        hlc: r.hlc,
+                        value: r.value.clone(),
+                    };
+                    doc_changed |= doc.offer_register(register, |new, old| {
+                        State::register_wins(devices, new, old)
+                    });
+                }
+                for c in &their_doc.counters {
+                    let device = device_map[c.device as usize];
+                    let slot = &mut seen[device as usize];
+                    *slot = (*slot).max(c.hlc);
+                    let cell = CounterCell {
+                        name: name_map[c.name as usize],
+                        device,
+                        hlc: c.hlc,
+                        epoch: c.epoch.map(remap),
+                        total: c.total,
+                    };
+                    doc_changed |= doc.offer_cell(cell, |new, old| State::cell_wins(devices, new, old));
+                }
+                if doc_changed {
+                    on_change(collection_name, id);
+                }
+            }
+            if ours.docs.is_empty() {
+                collections.remove(collection_name);
+            }
+        }
+    }
+
+    /// A new state with the entries of this one that `keep_register` and `keep_cell` accept.
+    pub(crate) fn filtered(
+        &self,
+        keep_register: impl Fn(&Register) -> bool,
+        keep_cell: impl Fn(&CounterCell) -> bool,
+    ) -> State {
+        let mut out = State {
+            devices: self.devices.clone(),
+            names: self.names.clone(),
+            collections: BTreeMap::new(),
+            seen: vec![Hlc::ZERO; self.seen.len()],
+        };
+        for (collection_name, coll) in &self.collections {
+            let mut docs = BTreeMap::new();
+            for (id, doc) in &coll.docs {
+                let mut kept = Document::default();
+                for r in doc.registers.iter().filter(|r| keep_register(r)) {
+                    out.seen[r.device as usize] = out.seen[r.device as usize].max(r.hlc);
+                    kept.bytes += register_bytes(&r.value);
+                    kept.registers.push(r.clone());
+                }
+                for c in doc.counters.iter().filter(|c| keep_cell(c)) {
+                    out.seen[c.device as usize] = out.seen[c.device as usize].max(c.hlc);
+                    kept.counters.push(c.clone());
+                }
+                if !kept.is_empty() {
+                    docs.insert(id.clone(), kept);
+                }
+            }
+            if !docs.is_empty() {
+                out.collections
+                    .insert(collection_name.clone(), Collection { docs });
+            }
+        }
+        out
+    }
+
+    /// The entries written by `device`: what that device's packs carry.
+    pub fn authored_by(&self, device: &DeviceId) -> State {
+        match self.devices.find(device) {
+            Some(idx) => self.filtered(|r| r.device == idx, |c| c.device == idx),
+            None => State::new(),
+        }
+    }
+
+    /// The part of this state in one collection.
+    pub fn collection(&self, name: &str) -> State {
+        let mut out = State {
+            devices: self.devices.clone(),
+            names: self.names.clone(),
+            collections: BTreeMap::new(),
+            seen: self.seen.clone(),
+        };
+        if let Some(coll) = self.collections.get(name) {
+            out.collections.insert(name.into(), coll.clone());
+        }
+        out
+    }
+
+    /// The greatest clock seen per device: a summary of what this state has absorbed.
+    pub fn version_vector(&self) -> VersionVector {
+        let mut vv = VersionVector::default();
+        for (idx, hlc) in self.seen.iter().enumerate() {
+            if *hlc > Hlc::ZERO {
+                vv.observe(Stamp::new(*hlc, self.device(idx as DeviceIdx)));
+            }
+        }
+        vv
+    }
+
+    /// The entries newer than `vv`: those whose clock is greater than `vv`'s entry for their
+    /// device. Merging the result into a state that has absorbed `vv` (each device's writes in
+    /// stamp order, as packs and transactions deliver them) brings it up to date with this one.
+    pub fn changes_since(&self, vv: &VersionVector) -> State {
+        let floors: Vec<Hlc> = self
+            .devices
+            .items()
+            .iter()
+            .map(|d| vv.get(d))
+            .collect();
+        self.filtered(
+            |r| r.hlc > floors[r.device as usize],
+            |c| c.hlc > floors[c.device as usize],
+        )
+    }
+
+    /// The current value of field `name` of `doc`, counters applied; `None` if never written.
+    pub(crate) fn field_value<'a>(&self, doc: &'a Document, name: NameId) -> Option<Cow<'a, Value>> {
+        let register = doc.register(name);
+        let epoch = register.map(Register::stamp);
+        let mut counted = false;
+        let mut sum: i128 = 0;
+        let start = doc.counters.partition_point(|c| c.name < name);
+        for cell in doc.counters[start..].iter().take_while(|c| c.name == name) {
+            if cell.epoch == epoch {
+                counted = true;
+                sum += i128::from(cell.total);
+            }
+        }
+        if !counted {
+            return register.map(|r| Cow::Borrowed(&r.value));
+        }
+        Some(Cow::Owned(match register.map(|r| &r.value) {
+            Some(Value::Float(base)) => Value::Float(base + sum as f64),
+            Some(Value::Int(base)) => Value::Int(clamp_i64(i128::from(*base) + sum)),
+            _ => Value::Int(clamp_i64(sum)),
+        }))
+    }
+
+    /// Whether `doc` is soft-deleted: its `_deleted` register holds `true`.
+    pub(crate) fn is_deleted(&self, doc: &Document) -> bool {
+        self.names
+            .find(DELETED_FIELD)
+            .and_then(|name| doc.register(name))
+            .is_some_and(|r| r.value == Value::Bool(true))
+    }
+
+    /// The greatest stamp among a document's entries: its last change.
+    pub(crate) fn last_change(&self, doc: &Document) -> Option<Stamp> {
+        let registers = doc.registers.iter().map(Register::stamp);
+        let cells = doc.counters.iter().map(|c| LocalStamp {
+            hlc: c.hlc,
+            device: c.device,
+        });
+        registers
+            .chain(cells)
+            .max_by(|a, b| State::cmp_stamps(&self.devices, *a, *b))
+            .map(|s| self.stamp(s))
+    }
+
+    /// A document as a JSON object: every field with a non-null value, reserved fields left out.
+    pub(crate) fn document_json(&self, doc: &Document) -> serde_json::Value {
+        let mut object = serde_json::Map::new();
+        let names = doc
+            .registers
+            .iter()
+            .map(|r| r.name)
+            .chain(doc.counters.iter().map(|c| c.name));
+        for name in names {
+            let key = self.names.get(name);
+            if key.starts_with('_') || object.contains_key(&**key) {
+                continue;
+            }
+            if let Some(value) = self.field_value(doc, name) {
+                if !value.is_null() {
+                    object.insert(key.to_string(), value.to_json());
+                }
+            }
+        }
+        serde_json::Value::Object(object)
+    }
+}
+
+fn clamp_i64(v: i128) -> i64 {
+    v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+}
+
+/// A strict total order on values that tells every pair of distinct values apart (unlike
+/// [`Value::total_cmp`], where `1` equals `1.0`): the codec's type order, then contents.
+pub(crate) fn canonical_cmp(a: &Value, b: &Value) -> Ordering {
+    fn tag(v: &Value) -> u8 {
+        match v {
+            Value::Null => 0,
+            Value::Bool(_) => 1,
+            Value::Int(_) => 2,
+            Value::Float(_) => 3,
+            Value::Str(_) => 4,
+            Value::Bytes(_) => 5,
+            Value::Array(_) => 6,
+            Value::Object(_) => 7,
+        }
+    }
+    tag(a).cmp(&tag(b)).then_with(|| match (a, b) {
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        (Value::Int(x), Value::Int(y)) => x.cmp(y),
+        (Value::Float(x), Value::Float(y)) => x.to_bits().cmp(&y.to_bits()),
+        (Value::Str(x), Value::Str(y)) => x.cmp(y),
+        (Value::Bytes(x), Value::Bytes(y)) => x.cmp(y),
+        (Value::Array(x), Value::Array(y)) => x
+            .iter()
+            .zip(y.iter())
+            .map(|(p, q)| canonical_cmp(p, q))
+            .find(|o| o.is_ne())
+            .unwrap_or_else(|| x.len().cmp(&y.len())),
+        (Value::Object(x), Value::Object(y)) => x
+            .iter()
+            .zip(y.iter())
+            .map(|((kp, p), (kq, q))| kp.cmp(kq).then_with(|| canonical_cmp(p, q)))
+            .find(|o| o.is_ne())
+            .unwrap_or_else(|| x.len().cmp(&y.len())),
+        _ => Ordering::Equal,
+    })
+}
+
+/// The greatest clock seen from each device.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VersionVector(BTreeMap<DeviceId, Hlc>);
+
+impl VersionVector {
+    /// An empty vector: has seen nothing.
+    pub fn new() -> VersionVector {
+        VersionVector::default()
+    }
+
+    /// The greatest clock seen from `device` ([`Hlc::ZERO`] if none).
+    pub fn get(&self, device: &DeviceId) -> Hlc {
+        self.0.get(device).copied().unwrap_or(Hlc::ZERO)
+    }
+
+    /// Records that `stamp` has been seen.
+    pub fn observe(&mut self, stamp: Stamp) {
+        let entry = self.0.entry(stamp.device).or_insert(Hlc::ZERO);
+        *entry = (*entry).max(stamp.hlc);
+    }
+
+    /// Whether `stamp` is covered by this vector.
+    pub fn includes(&self, stamp: Stamp) -> bool {
+        stamp.hlc <= self.get(&stamp.device)
+    }
+
+    /// Pointwise maximum with `other`.
+    pub fn merge(&mut self, other: &VersionVector) {
+        for (device, hlc) in &other.0 {
+            self.observe(Stamp::new(*hlc, *device));
+        }
+    }
+
+    /// The devices and clocks, ordered by device.
+    pub fn iter(&self) -> impl Iterator<Item = (&DeviceId, &Hlc)> {
+        self.0.iter()
+    }
+
+    /// Number of devices.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no device is present.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl serde::Serialize for Hlc {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(self.as_u64())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Hlc {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        u64::deserialize(deserializer).map(Hlc::from_u64)
+    }
+}
