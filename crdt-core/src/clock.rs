@@ -54,7 +54,11 @@ impl Hlc {
 
     /// The reading for a wall-clock time, with a zero counter; clamps beyond year 10889.
     pub const fn from_millis(millis: u64) -> Hlc {
-        let millis = if millis > MAX_MILLIS { MAX_MILLIS } else { millis };
+        let millis = if millis > MAX_MILLIS {
+            MAX_MILLIS
+        } else {
+            millis
+        };
         Hlc(millis << COUNTER_BITS)
     }
 
@@ -195,7 +199,11 @@ impl HybridClock {
     /// always wins over what the writer saw, even when that value carries a future stamp.
     pub fn tick_after(&mut self, local_wall_millis: u64, floor: Hlc) -> Result<Hlc, WriteError> {
         let wall = Hlc::from_millis(self.trusted_millis(local_wall_millis));
-        let after = self.last.max(floor).successor().ok_or(WriteError::ClockExhausted)?;
+        let after = self
+            .last
+            .max(floor)
+            .successor()
+            .ok_or(WriteError::ClockExhausted)?;
         self.last = wall.max(after);
         Ok(self.last)
     }
@@ -276,7 +284,11 @@ mod tests {
         clock.set_offset_millis(-1_000_000);
         assert_eq!(clock.tick(5_000_000).unwrap().millis(), 4_000_000);
         clock.set_offset_millis(i64::MIN);
-        assert_eq!(clock.trusted_millis(5), 0, "offsets saturate instead of wrapping");
+        assert_eq!(
+            clock.trusted_millis(5),
+            0,
+            "offsets saturate instead of wrapping"
+        );
     }
 
     #[test]
@@ -288,7 +300,10 @@ mod tests {
 
         let far = Hlc::new(1_000 + 365 * 24 * 3_600_000, 0).unwrap();
         assert!(!clock.observe(far, 1_000));
-        assert!(clock.tick(1_000).unwrap() < far, "a far-future stamp must not drag the clock");
+        assert!(
+            clock.tick(1_000).unwrap() < far,
+            "a far-future stamp must not drag the clock"
+        );
     }
 
     #[test]
@@ -297,7 +312,10 @@ mod tests {
         let future = Hlc::new(9_000_000_000_000, 0).unwrap();
         let stamp = clock.tick_after(1_000, future).unwrap();
         assert!(stamp > future);
-        assert!(clock.tick(1_000).unwrap() > stamp, "own stamps stay strictly increasing");
+        assert!(
+            clock.tick(1_000).unwrap() > stamp,
+            "own stamps stay strictly increasing"
+        );
     }
 
     #[test]

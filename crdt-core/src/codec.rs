@@ -31,7 +31,10 @@ use std::collections::BTreeMap;
 use crate::clock::Hlc;
 use crate::device::{DEVICE_ID_BYTES, DeviceId};
 use crate::error::DecodeError;
-use crate::state::{Collection, CounterCell, DeviceIdx, Document, LocalStamp, NameId, Register, State, register_bytes};
+use crate::state::{
+    Collection, CounterCell, DeviceIdx, Document, LocalStamp, NameId, Register, State,
+    register_bytes,
+};
 use crate::value::{
     MAX_DOCUMENT_ID_BYTES, MAX_FIELD_NAME_BYTES, MAX_VALUE_BYTES, MAX_VALUE_DEPTH, Value, unzigzag,
     validate_collection_name, zigzag,
@@ -235,7 +238,9 @@ impl CanonicalTables {
 
 /// Sorts the used items and returns, per interned index, its rank among them.
 fn rank<T: Ord + Clone>(items: &[T], used: &[bool]) -> (Vec<u32>, Vec<T>) {
-    let mut order: Vec<u32> = (0..items.len() as u32).filter(|&i| used[i as usize]).collect();
+    let mut order: Vec<u32> = (0..items.len() as u32)
+        .filter(|&i| used[i as usize])
+        .collect();
     order.sort_by(|&a, &b| items[a as usize].cmp(&items[b as usize]));
     let mut ranks = vec![UNUSED; items.len()];
     for (rank, &idx) in order.iter().enumerate() {
@@ -260,7 +265,10 @@ impl Encoder<'_> {
     }
 
     fn device(&mut self, idx: DeviceIdx) {
-        put_varint(&mut self.out, u64::from(self.tables.device_rank[idx as usize]));
+        put_varint(
+            &mut self.out,
+            u64::from(self.tables.device_rank[idx as usize]),
+        );
     }
 
     fn document(&mut self, doc: &Document, scratch: &mut Vec<(u32, usize)>) {
@@ -576,7 +584,9 @@ fn decode_state(bytes: &[u8]) -> Result<State, DecodeError> {
         for i in 0..doc_count {
             let shared = d.r.varint()?;
             if shared > previous_id.len() as u64 {
-                return Err(d.r.malformed("document id prefix longer than the previous id"));
+                return Err(d
+                    .r
+                    .malformed("document id prefix longer than the previous id"));
             }
             let suffix = d.r.bytes(MAX_DOCUMENT_ID_BYTES)?;
             let mut id = previous_id[..shared as usize].to_vec();
@@ -585,13 +595,15 @@ fn decode_state(bytes: &[u8]) -> Result<State, DecodeError> {
                 return Err(d.r.malformed("invalid document id length"));
             }
             if i > 0 && (id <= previous_id || common_prefix(&previous_id, &id) != shared as usize) {
-                return Err(d.r.non_canonical("document ids out of order or prefix not maximal"));
+                return Err(d
+                    .r
+                    .non_canonical("document ids out of order or prefix not maximal"));
             }
             if i == 0 && shared != 0 {
                 return Err(d.r.non_canonical("first document id shares a prefix"));
             }
-            let id_str = std::str::from_utf8(&id)
-                .map_err(|_| d.r.malformed("document id is not UTF-8"))?;
+            let id_str =
+                std::str::from_utf8(&id).map_err(|_| d.r.malformed("document id is not UTF-8"))?;
             let doc = d.document()?;
             docs.insert(Box::from(id_str), doc);
             previous_id = id;
@@ -607,16 +619,6 @@ fn decode_state(bytes: &[u8]) -> Result<State, DecodeError> {
             reason: "table holds an unused entry",
         });
     }
-    let mut seen = std::mem::take(&mut state.seen);
-    for (_, _, doc) in state.documents() {
-        let registers = doc.registers.iter().map(|r| (r.device, r.hlc));
-        let cells = doc.counters.iter().map(|c| (c.device, c.hlc));
-        for (device, hlc) in registers.chain(cells) {
-            let slot = &mut seen[device as usize];
-            *slot = (*slot).max(hlc);
-        }
-    }
-    state.seen = seen;
     Ok(state)
 }
 

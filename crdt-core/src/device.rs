@@ -31,7 +31,11 @@ impl DeviceId {
 
     /// Checks that `signature` over `message` was made by this device's key (strict RFC 8032
     /// verification: no malleable or small-order encodings).
-    pub fn verify(&self, message: &[u8], signature: &[u8; SIGNATURE_BYTES]) -> Result<(), BadSignature> {
+    pub fn verify(
+        &self,
+        message: &[u8],
+        signature: &[u8; SIGNATURE_BYTES],
+    ) -> Result<(), BadSignature> {
         let key = VerifyingKey::from_bytes(&self.0).map_err(|_| BadSignature)?;
         key.verify_strict(message, &Signature::from_bytes(signature))
             .map_err(|_| BadSignature)
@@ -174,14 +178,23 @@ mod tests {
         let other = DeviceKey::from_seed([2; 32]);
         let signature = key.sign(b"hello");
         assert!(key.device_id().verify(b"hello", &signature).is_ok());
-        assert_eq!(key.device_id().verify(b"hellO", &signature), Err(BadSignature));
-        assert_eq!(other.device_id().verify(b"hello", &signature), Err(BadSignature));
+        assert_eq!(
+            key.device_id().verify(b"hellO", &signature),
+            Err(BadSignature)
+        );
+        assert_eq!(
+            other.device_id().verify(b"hello", &signature),
+            Err(BadSignature)
+        );
     }
 
     #[test]
     fn debug_never_prints_secrets() {
         let key = DeviceKey::from_seed([3; 32]);
         assert!(!format!("{key:?}").contains("03030303"));
-        assert_eq!(format!("{:?}", SpaceKey::from_bytes([9; 32])), "SpaceKey(…)");
+        assert_eq!(
+            format!("{:?}", SpaceKey::from_bytes([9; 32])),
+            "SpaceKey(…)"
+        );
     }
 }

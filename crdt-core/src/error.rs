@@ -39,7 +39,9 @@ pub enum WriteError {
         limit: usize,
     },
     /// A value is too large.
-    #[error("value is {size} bytes encoded, over the limit of {limit}; store large data as an attachment")]
+    #[error(
+        "value is {size} bytes encoded, over the limit of {limit}; store large data as an attachment"
+    )]
     ValueTooLarge {
         /// Its encoded size.
         size: usize,
@@ -47,7 +49,9 @@ pub enum WriteError {
         limit: usize,
     },
     /// The write would make the document too large.
-    #[error("document {id:?} would be {size} bytes, over the limit of {limit}; split it or use attachments")]
+    #[error(
+        "document {id:?} would be {size} bytes, over the limit of {limit}; split it or use attachments"
+    )]
     DocumentTooLarge {
         /// The document id.
         id: String,
@@ -119,7 +123,9 @@ pub enum DecodeError {
         needed: usize,
     },
     /// Written by a newer format than this build reads.
-    #[error("encoded with format version {found}, this build reads up to {supported}; upgrade tidemark")]
+    #[error(
+        "encoded with format version {found}, this build reads up to {supported}; upgrade tidemark"
+    )]
     UnsupportedVersion {
         /// The version in the input.
         found: u8,
@@ -171,7 +177,9 @@ pub enum PackError {
     #[error("not a tidemark pack (bad magic bytes)")]
     NotAPack,
     /// The pack is in a newer format.
-    #[error("pack format version {found} is newer than this build reads ({supported}); upgrade tidemark")]
+    #[error(
+        "pack format version {found} is newer than this build reads ({supported}); upgrade tidemark"
+    )]
     UnsupportedVersion {
         /// The version in the pack.
         found: u8,
@@ -185,7 +193,9 @@ pub enum PackError {
     #[error("pack is malformed: {0}")]
     Malformed(&'static str),
     /// The signature does not verify against the author named in the header.
-    #[error("pack signature does not verify against author {author}: the pack was forged or tampered with")]
+    #[error(
+        "pack signature does not verify against author {author}: the pack was forged or tampered with"
+    )]
     BadSignature {
         /// The claimed author.
         author: DeviceId,
@@ -197,13 +207,17 @@ pub enum PackError {
     #[error("pack body is not encrypted, but this space requires end-to-end encryption")]
     NotEncrypted,
     /// Decryption failed: wrong space key (or a body its own author corrupted).
-    #[error("pack body does not decrypt with this space key; check that the key belongs to this space")]
+    #[error(
+        "pack body does not decrypt with this space key; check that the key belongs to this space"
+    )]
     DecryptionFailed,
     /// The (authentic, decrypted) body is not a valid encoding.
     #[error("pack body is malformed: {0}")]
     MalformedBody(#[from] DecodeError),
     /// An entry is stamped by a device other than the pack's author.
-    #[error("pack by {author} carries an entry stamped by {entry_device}; a pack may only carry its author's own writes")]
+    #[error(
+        "pack by {author} carries an entry stamped by {entry_device}; a pack may only carry its author's own writes"
+    )]
     ForeignEntry {
         /// The pack's author.
         author: DeviceId,

@@ -13,7 +13,8 @@ mod value;
 pub use clock::{DEFAULT_MAX_DRIFT_MILLIS, HLC_MILLIS_BITS, Hlc, HybridClock, Stamp};
 pub use codec::STATE_FORMAT_VERSION;
 pub use device::{
-    BadSignature, DEVICE_ID_BYTES, DeviceId, DeviceKey, ParseDeviceIdError, SIGNATURE_BYTES, SpaceKey,
+    BadSignature, DEVICE_ID_BYTES, DeviceId, DeviceKey, ParseDeviceIdError, SIGNATURE_BYTES,
+    SpaceKey,
 };
 pub use error::{DecodeError, PackError, QueryError, WriteError};
 pub use pack::{

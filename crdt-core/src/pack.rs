@@ -139,7 +139,13 @@ impl Pack {
             Some(key) => {
                 let nonce = derive_nonce(key, &out, &plaintext);
                 let ciphertext = XChaCha20Poly1305::new(key.as_bytes().into())
-                    .encrypt(&nonce, Payload { msg: &plaintext, aad: &out })
+                    .encrypt(
+                        &nonce,
+                        Payload {
+                            msg: &plaintext,
+                            aad: &out,
+                        },
+                    )
                     .map_err(|_| PackError::TooLarge("body cannot be encrypted"))?;
                 put_varint(&mut out, (NONCE_BYTES + ciphertext.len()) as u64);
                 out.extend_from_slice(&nonce);
@@ -167,29 +173,29 @@ impl Pack {
         let parts = split(bytes)?;
         verify_signature(&parts)?;
         let header = &parts.header;
-        if let Some(space) = options.space {
-            if header.space != space {
-                return Err(PackError::WrongSpace {
-                    expected: space.to_string(),
-                    found: header.space.clone(),
-                });
-            }
+        if let Some(space) = options.space
+            && header.space != space
+        {
+            return Err(PackError::WrongSpace {
+                expected: space.to_string(),
+                found: header.space.clone(),
+            });
         }
-        if let Some(author) = options.author {
-            if header.author != author {
-                return Err(PackError::WrongAuthor {
-                    expected: author,
-                    found: header.author,
-                });
-            }
+        if let Some(author) = options.author
+            && header.author != author
+        {
+            return Err(PackError::WrongAuthor {
+                expected: author,
+                found: header.author,
+            });
         }
-        if let Some(collection) = options.collection {
-            if header.collection != collection {
-                return Err(PackError::WrongCollection {
-                    expected: collection.to_string(),
-                    found: header.collection.clone(),
-                });
-            }
+        if let Some(collection) = options.collection
+            && header.collection != collection
+        {
+            return Err(PackError::WrongCollection {
+                expected: collection.to_string(),
+                found: header.collection.clone(),
+            });
         }
         let plaintext;
         let body = if header.encrypted {
@@ -200,7 +206,13 @@ impl Pack {
             let (nonce, ciphertext) = parts.body.split_at(NONCE_BYTES);
             let nonce = XNonce::try_from(nonce).map_err(|_| PackError::DecryptionFailed)?;
             plaintext = XChaCha20Poly1305::new(key.as_bytes().into())
-                .decrypt(&nonce, Payload { msg: ciphertext, aad: parts.prefix })
+                .decrypt(
+                    &nonce,
+                    Payload {
+                        msg: ciphertext,
+                        aad: parts.prefix,
+                    },
+                )
                 .map_err(|_| PackError::DecryptionFailed)?;
             &plaintext[..]
         } else if options.require_encryption {
@@ -255,7 +267,9 @@ fn check_header(header: &PackHeader) -> Result<(), PackError> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if !space_ok {
-        return Err(PackError::Malformed("space id must be 1 to 128 ASCII letters, digits, '_' or '-'"));
+        return Err(PackError::Malformed(
+            "space id must be 1 to 128 ASCII letters, digits, '_' or '-'",
+        ));
     }
     if validate_collection_name(&header.collection).is_err() {
         return Err(PackError::Malformed("invalid collection name"));
@@ -268,10 +282,7 @@ fn check_header(header: &PackHeader) -> Result<(), PackError> {
 
 /// Every entry must be the author's own and lie in the header's collection.
 fn check_body(header: &PackHeader, state: &State) -> Result<(), PackError> {
-    if let Some(found) = state
-        .collection_names()
-        .find(|c| *c != header.collection)
-    {
+    if let Some(found) = state.collection_names().find(|c| *c != header.collection) {
         return Err(PackError::CollectionMismatch {
             expected: header.collection.clone(),
             found: found.to_string(),
@@ -365,8 +376,11 @@ fn split(bytes: &[u8]) -> Result<Parts<'_>, PackError> {
         return Err(PackError::NotAPack);
     }
     let mut r = Reader::new(bytes);
-    r.take(PACK_MAGIC.len()).map_err(|_| PackError::Truncated("magic"))?;
-    let version = r.u8().map_err(|_| PackError::Truncated("no version byte"))?;
+    r.take(PACK_MAGIC.len())
+        .map_err(|_| PackError::Truncated("magic"))?;
+    let version = r
+        .u8()
+        .map_err(|_| PackError::Truncated("no version byte"))?;
     if version > PACK_FORMAT_VERSION {
         return Err(PackError::UnsupportedVersion {
             found: version,
@@ -380,9 +394,7 @@ fn split(bytes: &[u8]) -> Result<Parts<'_>, PackError> {
         DecodeError::Truncated { .. } => PackError::Truncated(what),
         _ => PackError::Malformed(what),
     };
-    let header_bytes = r
-        .bytes(usize::MAX)
-        .map_err(|e| truncated_or(e, "header"))?;
+    let header_bytes = r.bytes(usize::MAX).map_err(|e| truncated_or(e, "header"))?;
     let header = decode_header(header_bytes)?;
     let prefix = &bytes[..r.position()];
     let body = r.bytes(usize::MAX).map_err(|e| truncated_or(e, "body"))?;
@@ -400,4 +412,271 @@ fn split(bytes: &[u8]) -> Result<Parts<'_>, PackError> {
         signed,
         signature,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replica::Replica;
+
+    const SPACE: &str = "space-1";
+    const WALL: u64 = 1_750_000_000_000;
+
+    fn key(seed: u8) -> DeviceKey {
+        DeviceKey::from_seed([seed; 32])
+    }
+
+    fn space_key(seed: u8) -> SpaceKey {
+        SpaceKey::from_bytes([seed; 32])
+    }
+
+    fn header(collection: &str) -> PackHeader {
+        PackHeader {
+            space: SPACE.into(),
+            author: key(1).device_id(),
+            collection: collection.into(),
+            level: 0,
+            generation: 3,
+            version_vector: VersionVector::new(),
+            encrypted: false,
+        }
+    }
+
+    /// A replica of device 1 with a few writes in "orders", and its own state.
+    fn orders() -> State {
+        let mut replica = Replica::new(key(1).device_id());
+        replica
+            .write(WALL, |w| {
+                w.upsert("orders", "o1", [("dish", "secret-soup"), ("table", "t4")])?;
+                w.increment("orders", "o1", "covers", 3)
+            })
+            .unwrap();
+        replica.own_state()
+    }
+
+    fn options() -> OpenOptions<'static> {
+        OpenOptions::default()
+    }
+
+    /// Signs arbitrary framing as `author`, bypassing `seal`'s checks: what a malicious device
+    /// could upload.
+    fn forge(header: &PackHeader, body: &State, author: &DeviceKey) -> Vec<u8> {
+        let mut out = PACK_MAGIC.to_vec();
+        out.push(PACK_FORMAT_VERSION);
+        put_bytes(&mut out, &encode_header(header));
+        put_bytes(&mut out, &body.encode());
+        let signature = author.sign(&signed_message(&out));
+        out.extend_from_slice(&signature);
+        out
+    }
+
+    #[test]
+    fn sealed_pack_opens_to_the_same_state_and_header() {
+        let state = orders();
+        let mut h = header("orders");
+        h.version_vector = state.version_vector();
+        let bytes = Pack::seal(&h, &state, &key(1), None).unwrap();
+        let pack = Pack::open(&bytes, &options()).unwrap();
+        assert_eq!(pack.header, h);
+        assert_eq!(pack.state, state);
+        assert_eq!(
+            bytes,
+            Pack::seal(&h, &state, &key(1), None).unwrap(),
+            "sealing is deterministic"
+        );
+    }
+
+    #[test]
+    fn encrypted_pack_hides_values_but_still_verifies_without_the_key() {
+        let state = orders();
+        let bytes = Pack::seal(&header("orders"), &state, &key(1), Some(&space_key(7))).unwrap();
+        assert!(
+            !bytes.windows(11).any(|w| w == b"secret-soup"),
+            "no plaintext in the object"
+        );
+
+        let verified = Pack::verify(&bytes).unwrap();
+        assert!(verified.header.encrypted);
+        assert_eq!(verified.header.author, key(1).device_id());
+        assert_eq!(
+            Pack::open(&bytes, &options()).unwrap_err(),
+            PackError::KeyRequired
+        );
+
+        let opened = Pack::open(
+            &bytes,
+            &OpenOptions {
+                space_key: Some(&space_key(7)),
+                ..options()
+            },
+        )
+        .unwrap();
+        assert_eq!(opened.state, state);
+    }
+
+    #[test]
+    fn each_failure_has_its_own_error() {
+        let state = orders();
+        let plain = Pack::seal(&header("orders"), &state, &key(1), None).unwrap();
+        let sealed = Pack::seal(&header("orders"), &state, &key(1), Some(&space_key(7))).unwrap();
+        let with_key = OpenOptions {
+            space_key: Some(&space_key(7)),
+            ..options()
+        };
+        let code = |bytes: &[u8], options: &OpenOptions<'_>| {
+            Pack::open(bytes, options).unwrap_err().code()
+        };
+
+        let mut forged_signature = plain.clone();
+        *forged_signature.last_mut().unwrap() ^= 1;
+        assert_eq!(code(&forged_signature, &options()), "pack.bad_signature");
+
+        // The header names device 2 but device 1 signed: the wrong key.
+        let mut other_author = header("orders");
+        other_author.author = key(2).device_id();
+        let wrong_key = forge(&other_author, &State::new(), &key(1));
+        assert_eq!(code(&wrong_key, &options()), "pack.bad_signature");
+
+        let mut tampered_header = plain.clone();
+        let level_at = plain.windows(6).position(|w| w == b"orders").unwrap() + 6;
+        tampered_header[level_at] = 1;
+        assert_eq!(code(&tampered_header, &options()), "pack.bad_signature");
+
+        let mut tampered_ciphertext = sealed.clone();
+        let middle = sealed.len() - SIGNATURE_BYTES - 10;
+        tampered_ciphertext[middle] ^= 0x40;
+        assert_eq!(code(&tampered_ciphertext, &with_key), "pack.bad_signature");
+
+        let wrong_space_key = OpenOptions {
+            space_key: Some(&space_key(8)),
+            ..options()
+        };
+        assert_eq!(code(&sealed, &wrong_space_key), "pack.decryption_failed");
+        assert_eq!(code(&sealed, &options()), "pack.key_required");
+        let strict = OpenOptions {
+            require_encryption: true,
+            ..options()
+        };
+        assert_eq!(code(&plain, &strict), "pack.not_encrypted");
+
+        let mut future = plain.clone();
+        future[4] = PACK_FORMAT_VERSION + 1;
+        assert_eq!(code(&future, &options()), "pack.unsupported_version");
+
+        assert_eq!(
+            code(b"PK\x03\x04 not a pack", &options()),
+            "pack.not_a_pack"
+        );
+        assert_eq!(
+            code(&plain[..plain.len() - 1], &options()),
+            "pack.truncated"
+        );
+        assert_eq!(code(&plain[..3], &options()), "pack.truncated");
+
+        let mut trailing = plain.clone();
+        trailing.push(0);
+        assert_eq!(code(&trailing, &options()), "pack.malformed");
+
+        let elsewhere = OpenOptions {
+            space: Some("space-2"),
+            ..options()
+        };
+        assert_eq!(code(&plain, &elsewhere), "pack.wrong_space");
+        let by_other = OpenOptions {
+            author: Some(key(2).device_id()),
+            ..options()
+        };
+        assert_eq!(code(&plain, &by_other), "pack.wrong_author");
+        let other_collection = OpenOptions {
+            collection: Some("menu"),
+            ..options()
+        };
+        assert_eq!(code(&plain, &other_collection), "pack.wrong_collection");
+    }
+
+    #[test]
+    fn entry_stamped_by_another_device_is_refused() {
+        // Device 1 signs a pack that carries device 2's write.
+        let mut device2 = Replica::new(key(2).device_id());
+        let foreign = device2
+            .write(WALL, |w| w.set("orders", "o9", "dish", "stolen"))
+            .unwrap();
+        let mut body = orders();
+        body.merge(&foreign);
+        let bytes = forge(&header("orders"), &body, &key(1));
+        assert_eq!(
+            Pack::open(&bytes, &options()).unwrap_err(),
+            PackError::ForeignEntry {
+                author: key(1).device_id(),
+                entry_device: key(2).device_id(),
+            }
+        );
+        assert!(
+            matches!(
+                Pack::seal(&header("orders"), &body, &key(1), None),
+                Err(PackError::ForeignEntry { .. })
+            ),
+            "an honest device cannot seal such a pack either"
+        );
+    }
+
+    #[test]
+    fn documents_of_another_collection_are_refused() {
+        let bytes = forge(&header("menu"), &orders(), &key(1));
+        assert_eq!(
+            Pack::open(&bytes, &options()).unwrap_err().code(),
+            "pack.collection_mismatch"
+        );
+    }
+
+    #[test]
+    fn malformed_body_is_reported_after_authentication() {
+        let mut out = PACK_MAGIC.to_vec();
+        out.push(PACK_FORMAT_VERSION);
+        put_bytes(&mut out, &encode_header(&header("orders")));
+        put_bytes(&mut out, &[1, 0, 0, 5]);
+        out.extend_from_slice(&key(1).sign(&signed_message(&out)));
+        assert!(matches!(
+            Pack::open(&out, &options()).unwrap_err(),
+            PackError::MalformedBody(DecodeError::Malformed { .. } | DecodeError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let bytes = Pack::seal(&header("orders"), &orders(), &key(1), Some(&space_key(7))).unwrap();
+        let with_key = OpenOptions {
+            space_key: Some(&space_key(7)),
+            ..options()
+        };
+        for end in 0..bytes.len() {
+            assert!(
+                Pack::open(&bytes[..end], &with_key).is_err(),
+                "prefix of {end} bytes"
+            );
+            assert!(Pack::verify(&bytes[..end]).is_err());
+        }
+    }
+
+    #[test]
+    fn invalid_headers_cannot_be_sealed() {
+        let state = State::new();
+        for (space, collection, level) in [
+            ("", "orders", 0),
+            ("a/b", "orders", 0),
+            (SPACE, "no/slash", 0),
+            (SPACE, "orders", MAX_LEVEL + 1),
+        ] {
+            let h = PackHeader {
+                space: space.into(),
+                collection: collection.into(),
+                level,
+                ..header("orders")
+            };
+            assert_eq!(
+                Pack::seal(&h, &state, &key(1), None).unwrap_err().code(),
+                "pack.malformed"
+            );
+        }
+    }
 }

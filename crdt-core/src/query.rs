@@ -15,6 +15,9 @@ use crate::error::QueryError;
 use crate::replica::{DocumentRef, Replica};
 use crate::value::Value;
 
+/// A document's position in a query's order: the values of the order fields, then its id.
+type SortKey = (Vec<Value>, Box<str>);
+
 /// The pseudo-field that names the document id in conditions and orderings.
 pub const ID_FIELD: &str = "_id";
 
@@ -52,7 +55,7 @@ impl Op {
             Op::Gt(v) => same_kind_cmp(v, Ordering::is_gt),
             Op::Ge(v) => same_kind_cmp(v, Ordering::is_ge),
             Op::In(vs) => vs.iter().any(|v| value.query_eq(v)),
-            Op::Exists(wanted) => !value.is_null() == *wanted,
+            Op::Exists(wanted) => value.is_null() != *wanted,
         }
     }
 }
@@ -168,7 +171,16 @@ impl Query {
             .as_object()
             .ok_or_else(|| err("a query must be a JSON object".into()))?;
         for key in object.keys() {
-            if !["collection", "where", "orderBy", "limit", "offset", "includeDeleted"].contains(&key.as_str()) {
+            if ![
+                "collection",
+                "where",
+                "orderBy",
+                "limit",
+                "offset",
+                "includeDeleted",
+            ]
+            .contains(&key.as_str())
+            {
                 return Err(err(format!("unknown query key {key:?}")));
             }
         }
@@ -240,7 +252,7 @@ impl Query {
             .collect()
     }
 
-    fn cmp_keys(&self, a: &(Vec<Value>, Box<str>), b: &(Vec<Value>, Box<str>)) -> Ordering {
+    fn cmp_keys(&self, a: &SortKey, b: &SortKey) -> Ordering {
         for ((x, y), order) in a.0.iter().zip(&b.0).zip(&self.order) {
             let o = x.total_cmp(y);
             let o = if order.descending { o.reverse() } else { o };
@@ -266,10 +278,12 @@ impl Query {
             .filter(|d| self.matches(d));
         if self.order.is_empty() {
             // Documents come in id order already: stop as soon as the window is full.
-            let take = self.limit.map_or(usize::MAX, |l| l.saturating_add(self.offset));
+            let take = self
+                .limit
+                .map_or(usize::MAX, |l| l.saturating_add(self.offset));
             return candidates.take(take).skip(self.offset).collect();
         }
-        let mut keyed: Vec<((Vec<Value>, Box<str>), DocumentRef<'a>)> = candidates
+        let mut keyed: Vec<(SortKey, DocumentRef<'a>)> = candidates
             .map(|d| ((self.sort_key(&d), Box::from(d.id())), d))
             .collect();
         keyed.sort_by(|a, b| self.cmp_keys(&a.0, &b.0));
@@ -306,12 +320,22 @@ fn parse_condition(field: &str, condition: &serde_json::Value) -> Result<Vec<Op>
             ">" => Op::Gt(value()),
             ">=" => Op::Ge(value()),
             "in" => match operand {
-                serde_json::Value::Array(items) => Op::In(items.iter().cloned().map(Value::from).collect()),
-                _ => return Err(QueryError(format!("\"in\" on field {field:?} needs an array"))),
+                serde_json::Value::Array(items) => {
+                    Op::In(items.iter().cloned().map(Value::from).collect())
+                }
+                _ => {
+                    return Err(QueryError(format!(
+                        "\"in\" on field {field:?} needs an array"
+                    )));
+                }
             },
             _ => match operand {
                 serde_json::Value::Bool(b) => Op::Exists(*b),
-                _ => return Err(QueryError(format!("\"exists\" on field {field:?} needs true or false"))),
+                _ => {
+                    return Err(QueryError(format!(
+                        "\"exists\" on field {field:?} needs true or false"
+                    )));
+                }
             },
         });
     }
@@ -338,14 +362,20 @@ fn parse_order(key: &serde_json::Value) -> Result<OrderBy, QueryError> {
             let descending = match map.get("direction").and_then(|d| d.as_str()) {
                 None | Some("asc") => false,
                 Some("desc") => true,
-                Some(other) => return Err(QueryError(format!("orderBy direction {other:?} is not \"asc\" or \"desc\""))),
+                Some(other) => {
+                    return Err(QueryError(format!(
+                        "orderBy direction {other:?} is not \"asc\" or \"desc\""
+                    )));
+                }
             };
             Ok(OrderBy {
                 field: field.to_string(),
                 descending,
             })
         }
-        _ => Err(QueryError("orderBy entries are field names or {field, direction} objects".into())),
+        _ => Err(QueryError(
+            "orderBy entries are field names or {field, direction} objects".into(),
+        )),
     }
 }
 
@@ -358,20 +388,23 @@ fn parse_order(key: &serde_json::Value) -> Result<OrderBy, QueryError> {
 pub struct LiveQuery {
     query: Query,
     /// Matching documents, sorted by the query's order.
-    matches: Vec<(Vec<Value>, Box<str>)>,
+    matches: Vec<SortKey>,
     keys: HashMap<Box<str>, Vec<Value>>,
 }
 
 impl LiveQuery {
     /// Evaluates `query` on `replica` and starts tracking it.
     pub fn new(query: Query, replica: &Replica) -> LiveQuery {
-        let mut matches: Vec<(Vec<Value>, Box<str>)> = replica
+        let mut matches: Vec<SortKey> = replica
             .documents_any(&query.collection)
             .filter(|d| query.matches(d))
             .map(|d| (query.sort_key(&d), Box::from(d.id())))
             .collect();
         matches.sort_by(|a, b| query.cmp_keys(a, b));
-        let keys = matches.iter().map(|(k, id)| (id.clone(), k.clone())).collect();
+        let keys = matches
+            .iter()
+            .map(|(k, id)| (id.clone(), k.clone()))
+            .collect();
         LiveQuery {
             query,
             matches,
@@ -401,7 +434,11 @@ impl LiveQuery {
     /// Re-checks the documents of the query's collection that changed (e.g. from
     /// [`Replica::merge`] or a local write) and returns whether the result changed: a document
     /// entered or left it, moved within it, or changed while in it.
-    pub fn update<'i>(&mut self, replica: &Replica, changed_ids: impl IntoIterator<Item = &'i str>) -> bool {
+    pub fn update<'i>(
+        &mut self,
+        replica: &Replica,
+        changed_ids: impl IntoIterator<Item = &'i str>,
+    ) -> bool {
         let before: Vec<Box<str>> = self.ids().map(Box::from).collect();
         let mut touched_window = false;
         for id in changed_ids {
@@ -410,7 +447,10 @@ impl LiveQuery {
             }
             if let Some(old_key) = self.keys.remove(id) {
                 let probe = (old_key, Box::from(id));
-                if let Ok(at) = self.matches.binary_search_by(|m| self.query.cmp_keys(m, &probe)) {
+                if let Ok(at) = self
+                    .matches
+                    .binary_search_by(|m| self.query.cmp_keys(m, &probe))
+                {
                     self.matches.remove(at);
                 }
             }
@@ -447,11 +487,15 @@ mod tests {
                     ("o3", 4, 8.0, "done"),
                     ("o4", 7, 99.0, "open"),
                 ] {
-                    w.upsert("orders", id, [
-                        ("table", Value::from(table)),
-                        ("total", Value::from(total)),
-                        ("status", Value::from(status)),
-                    ])?;
+                    w.upsert(
+                        "orders",
+                        id,
+                        [
+                            ("table", Value::from(table)),
+                            ("total", Value::from(total)),
+                            ("status", Value::from(status)),
+                        ],
+                    )?;
                 }
                 w.set("orders", "o5", "status", "open")?;
                 w.delete("orders", "o4")
@@ -471,7 +515,9 @@ mod tests {
         assert_eq!(ids(&replica.find(&q)), ["o1", "o2", "o5"]);
         let q = q.filter("total", Op::Gt(Value::Int(10)));
         assert_eq!(ids(&replica.find(&q)), ["o1", "o2"]);
-        let q = Query::new("orders").include_deleted().filter("table", Op::In(vec![7.into()]));
+        let q = Query::new("orders")
+            .include_deleted()
+            .filter("table", Op::In(vec![7.into()]));
         assert_eq!(ids(&replica.find(&q)), ["o4"]);
     }
 
@@ -479,7 +525,10 @@ mod tests {
     fn comparisons_need_the_same_kind_and_missing_reads_as_null() {
         let replica = replica_with_orders();
         let q = Query::new("orders").filter("status", Op::Lt(Value::Int(100)));
-        assert!(replica.find(&q).is_empty(), "strings are never less than numbers");
+        assert!(
+            replica.find(&q).is_empty(),
+            "strings are never less than numbers"
+        );
         let q = Query::new("orders").filter("total", Op::Exists(false));
         assert_eq!(ids(&replica.find(&q)), ["o5"]);
         let q = Query::new("orders").filter("total", Op::Ne(Value::Float(12.5)));
@@ -490,10 +539,16 @@ mod tests {
     fn order_limit_and_offset_apply_in_that_order() {
         let replica = replica_with_orders();
         let q = Query::new("orders").order_by_desc("total");
-        assert_eq!(ids(&replica.find(&q)), ["o2", "o1", "o3", "o5"], "null sorts lowest");
+        assert_eq!(
+            ids(&replica.find(&q)),
+            ["o2", "o1", "o3", "o5"],
+            "null sorts lowest"
+        );
         let q = q.offset(1).limit(2);
         assert_eq!(ids(&replica.find(&q)), ["o1", "o3"]);
-        let q = Query::new("orders").order_by("table").order_by_desc(ID_FIELD);
+        let q = Query::new("orders")
+            .order_by("table")
+            .order_by_desc(ID_FIELD);
         assert_eq!(ids(&replica.find(&q)), ["o5", "o2", "o3", "o1"]);
         let q = Query::new("orders").offset(10);
         assert!(replica.find(&q).is_empty());
@@ -526,23 +581,35 @@ mod tests {
     #[test]
     fn live_query_reports_only_changes_to_its_window() {
         let mut replica = replica_with_orders();
-        let query = Query::new("orders").filter("status", Op::Eq("open".into())).order_by("total").limit(2);
+        let query = Query::new("orders")
+            .filter("status", Op::Eq("open".into()))
+            .order_by("total")
+            .limit(2);
         let mut live = LiveQuery::new(query.clone(), &replica);
         assert_eq!(live.ids().collect::<Vec<_>>(), ["o5", "o1"]);
 
         // o3 is done: editing it leaves the result alone.
-        let changes = replica.write(2_000, |w| w.set("orders", "o3", "total", 1.0)).unwrap();
+        let changes = replica
+            .write(2_000, |w| w.set("orders", "o3", "total", 1.0))
+            .unwrap();
         let changed = replica.merge(&changes, 2_000);
-        assert!(changed.is_empty(), "merging own changes again changes nothing");
+        assert!(
+            changed.is_empty(),
+            "merging own changes again changes nothing"
+        );
         assert!(!live.update(&replica, ["o3"]));
 
         // o2 reopens below o1's total: it enters the window and pushes o1 out.
-        replica.write(3_000, |w| w.set("orders", "o2", "total", 1.0)).unwrap();
+        replica
+            .write(3_000, |w| w.set("orders", "o2", "total", 1.0))
+            .unwrap();
         assert!(live.update(&replica, ["o2"]));
         assert_eq!(live.ids().collect::<Vec<_>>(), ["o5", "o2"]);
 
         // A change inside the window is a change of the result even if the order holds.
-        replica.write(4_000, |w| w.set("orders", "o5", "note", "x")).unwrap();
+        replica
+            .write(4_000, |w| w.set("orders", "o5", "note", "x"))
+            .unwrap();
         assert!(live.update(&replica, ["o5"]));
 
         // Deleting a document in the window lets the next one in.
@@ -550,7 +617,15 @@ mod tests {
         assert!(live.update(&replica, ["o2"]));
         assert_eq!(live.ids().collect::<Vec<_>>(), ["o5", "o1"]);
 
-        let fresh: Vec<_> = replica.find(&query).iter().map(|d| d.id().to_string()).collect();
-        assert_eq!(live.ids().collect::<Vec<_>>(), fresh, "incremental equals full evaluation");
+        let fresh: Vec<_> = replica
+            .find(&query)
+            .iter()
+            .map(|d| d.id().to_string())
+            .collect();
+        assert_eq!(
+            live.ids().collect::<Vec<_>>(),
+            fresh,
+            "incremental equals full evaluation"
+        );
     }
 }

@@ -7,7 +7,9 @@ use crate::clock::{Hlc, HybridClock, Stamp};
 use crate::device::DeviceId;
 use crate::error::WriteError;
 use crate::query::Query;
-use crate::state::{CounterCell, Document, LocalStamp, Register, State, VersionVector, register_bytes};
+use crate::state::{
+    CounterCell, Document, LocalStamp, Register, State, VersionVector, register_bytes,
+};
 use crate::value::{
     DELETED_FIELD, MAX_DOCUMENT_BYTES, Value, validate_collection_name, validate_document_id,
     validate_field_name,
@@ -92,11 +94,13 @@ impl Replica {
     }
 
     /// A replica for `device` holding `state` (e.g. loaded from storage). The clock resumes
-    /// after the device's own latest stamp.
+    /// after the device's own latest stamp in `state`; a platform that also persisted
+    /// [`HybridClock::last`] should pass it to [`HybridClock::restore`] as well, since the
+    /// device's newest writes may have been overwritten since.
     pub fn from_state(device: DeviceId, mut state: State) -> Replica {
-        let me = state.intern_device(&device);
+        state.intern_device(&device);
         let mut clock = HybridClock::new();
-        clock.restore(state.seen[me as usize]);
+        clock.restore(state.version_vector().get(&device));
         Replica {
             device,
             clock,
@@ -283,7 +287,11 @@ impl Replica {
     }
 
     /// Stops ignoring evicted documents.
-    pub fn readmit_documents<'i>(&mut self, collection: &str, ids: impl IntoIterator<Item = &'i str>) {
+    pub fn readmit_documents<'i>(
+        &mut self,
+        collection: &str,
+        ids: impl IntoIterator<Item = &'i str>,
+    ) {
         if let Some(evicted) = self.eviction.documents.get_mut(collection) {
             for id in ids {
                 evicted.remove(id);
@@ -391,7 +399,12 @@ impl Writer<'_> {
 
     /// The register of a field as this transaction sees it: its own write, else the replica's.
     fn visible_register(&self, collection: &str, id: &str, field: &str) -> Option<(&Value, Stamp)> {
-        fn lookup<'s>(state: &'s State, collection: &str, id: &str, field: &str) -> Option<(&'s Value, Stamp)> {
+        fn lookup<'s>(
+            state: &'s State,
+            collection: &str,
+            id: &str,
+            field: &str,
+        ) -> Option<(&'s Value, Stamp)> {
             let doc = state.document(collection, id)?;
             let register = doc.register(state.names.find(field)?)?;
             Some((&register.value, state.stamp(register.stamp())))
@@ -400,7 +413,12 @@ impl Writer<'_> {
             .or_else(|| lookup(&self.base.state, collection, id, field))
     }
 
-    fn visible_cell(&self, collection: &str, id: &str, field: &str) -> Option<(i64, Option<Stamp>)> {
+    fn visible_cell(
+        &self,
+        collection: &str,
+        id: &str,
+        field: &str,
+    ) -> Option<(i64, Option<Stamp>)> {
         let lookup = |state: &State| -> Option<(i64, Option<Stamp>)> {
             let doc = state.document(collection, id)?;
             let me = state.devices.find(&self.base.device)?;
@@ -410,8 +428,15 @@ impl Writer<'_> {
         lookup(&self.changes).or_else(|| lookup(&self.base.state))
     }
 
-    /// The document's size if `field` took a value of `new_size` bytes.
-    fn projected_document_bytes(&self, collection: &str, id: &str, field: &str, new_size: usize) -> usize {
+    /// The document's size if `field` took a value of `new_size` bytes: the replica's
+    /// document, with this transaction's registers in place of the ones they replace.
+    fn projected_document_bytes(
+        &self,
+        collection: &str,
+        id: &str,
+        field: &str,
+        new_size: usize,
+    ) -> usize {
         let base = self.base.state.document(collection, id);
         let base_size = |name: &str| -> usize {
             base.and_then(|doc| {
@@ -420,7 +445,7 @@ impl Writer<'_> {
             })
             .unwrap_or(0)
         };
-        let mut size = base.map_or(0, |d| d.bytes);
+        let mut size = base.map_or(0, |d| d.bytes) + new_size - base_size(field);
         if let Some(doc) = self.changes.document(collection, id) {
             for r in &doc.registers {
                 let name = self.changes.names.get(r.name);
@@ -429,17 +454,25 @@ impl Writer<'_> {
                 }
             }
         }
-        let old = self
-            .visible_register(collection, id, field)
-            .map_or(0, |(v, _)| register_bytes(v));
-        size + new_size - old
+        size
     }
 
-    fn put_register(&mut self, collection: &str, id: &str, field: &str, value: Value) -> Result<(), WriteError> {
+    fn put_register(
+        &mut self,
+        collection: &str,
+        id: &str,
+        field: &str,
+        value: Value,
+    ) -> Result<(), WriteError> {
         let new_size = register_bytes(&value);
         value.validate()?;
         let size = self.projected_document_bytes(collection, id, field, new_size);
-        if size > MAX_DOCUMENT_BYTES && new_size > self.visible_register(collection, id, field).map_or(0, |(v, _)| register_bytes(v)) {
+        if size > MAX_DOCUMENT_BYTES
+            && new_size
+                > self
+                    .visible_register(collection, id, field)
+                    .map_or(0, |(v, _)| register_bytes(v))
+        {
             return Err(WriteError::DocumentTooLarge {
                 id: id.chars().take(40).collect(),
                 size,
@@ -452,7 +485,6 @@ impl Writer<'_> {
         let hlc = self.clock.tick_after(self.wall, floor)?;
         let device = self.changes.intern_device(&self.base.device);
         let name = self.changes.names.intern_str(field);
-        self.changes.note_seen(device, hlc);
         let register = Register {
             name,
             device,
@@ -483,7 +515,6 @@ impl Writer<'_> {
                 let mut one = State {
                     devices: state.devices.clone(),
                     names: state.names.clone(),
-                    seen: state.seen.clone(),
                     ..State::default()
                 };
                 document_mut(&mut one, collection, id).clone_from(doc);
@@ -496,14 +527,25 @@ impl Writer<'_> {
     }
 
     /// Sets one field. Writing [`Value::Null`] removes it.
-    pub fn set(&mut self, collection: &str, id: &str, field: &str, value: impl Into<Value>) -> Result<(), WriteError> {
+    pub fn set(
+        &mut self,
+        collection: &str,
+        id: &str,
+        field: &str,
+        value: impl Into<Value>,
+    ) -> Result<(), WriteError> {
         self.check_target(collection, id)?;
         validate_field_name(field)?;
         self.put_register(collection, id, field, value.into())
     }
 
     /// Removes one field (writes null).
-    pub fn remove_field(&mut self, collection: &str, id: &str, field: &str) -> Result<(), WriteError> {
+    pub fn remove_field(
+        &mut self,
+        collection: &str,
+        id: &str,
+        field: &str,
+    ) -> Result<(), WriteError> {
         self.set(collection, id, field, Value::Null)
     }
 
@@ -526,11 +568,20 @@ impl Writer<'_> {
     }
 
     /// Like [`Writer::upsert`] with a JSON object.
-    pub fn upsert_json(&mut self, collection: &str, id: &str, object: &serde_json::Value) -> Result<(), WriteError> {
+    pub fn upsert_json(
+        &mut self,
+        collection: &str,
+        id: &str,
+        object: &serde_json::Value,
+    ) -> Result<(), WriteError> {
         let serde_json::Value::Object(map) = object else {
             return Err(WriteError::NotAnObject);
         };
-        self.upsert(collection, id, map.iter().map(|(k, v)| (k, Value::from(v.clone()))))
+        self.upsert(
+            collection,
+            id,
+            map.iter().map(|(k, v)| (k, Value::from(v.clone()))),
+        )
     }
 
     /// Sets the given fields and removes every other field: the document becomes exactly
@@ -545,7 +596,11 @@ impl Writer<'_> {
         let mut present: BTreeSet<String> = BTreeSet::new();
         for state in [&self.base.state, &self.changes] {
             if let Some(doc) = state.document(collection, id) {
-                let names = doc.registers.iter().map(|r| r.name).chain(doc.counters.iter().map(|c| c.name));
+                let names = doc
+                    .registers
+                    .iter()
+                    .map(|r| r.name)
+                    .chain(doc.counters.iter().map(|c| c.name));
                 present.extend(names.map(|n| state.names.get(n).to_string()));
             }
         }
@@ -580,16 +635,22 @@ impl Writer<'_> {
     /// Adds `by` (which may be negative) to a counter field. Increments from every device are
     /// all kept and summed; a field that holds a number counts from that number. Fails with
     /// [`WriteError::NotNumeric`] if the field holds something other than a number or null.
-    pub fn increment(&mut self, collection: &str, id: &str, field: &str, by: i64) -> Result<(), WriteError> {
+    pub fn increment(
+        &mut self,
+        collection: &str,
+        id: &str,
+        field: &str,
+        by: i64,
+    ) -> Result<(), WriteError> {
         self.check_target(collection, id)?;
         validate_field_name(field)?;
         let register = self.visible_register(collection, id, field);
-        if let Some((value, _)) = register {
-            if !matches!(value, Value::Null | Value::Int(_) | Value::Float(_)) {
-                return Err(WriteError::NotNumeric {
-                    field: field.to_string(),
-                });
-            }
+        if let Some((value, _)) = register
+            && !matches!(value, Value::Null | Value::Int(_) | Value::Float(_))
+        {
+            return Err(WriteError::NotNumeric {
+                field: field.to_string(),
+            });
         }
         let epoch = register.map(|(_, stamp)| stamp);
         let total = match self.visible_cell(collection, id, field) {
@@ -603,7 +664,6 @@ impl Writer<'_> {
             device: self.changes.intern_device(&s.device),
         });
         let name = self.changes.names.intern_str(field);
-        self.changes.note_seen(device, hlc);
         let cell = CounterCell {
             name,
             device,
@@ -631,7 +691,9 @@ impl Writer<'_> {
 
 fn document_mut<'s>(state: &'s mut State, collection: &str, id: &str) -> &'s mut Document {
     if !state.collections.contains_key(collection) {
-        state.collections.insert(collection.into(), Default::default());
+        state
+            .collections
+            .insert(collection.into(), Default::default());
     }
     let docs = &mut state
         .collections

@@ -160,13 +160,17 @@ impl Document {
         register: Register,
         wins: impl FnOnce(&Register, &Register) -> bool,
     ) -> bool {
-        match self.registers.binary_search_by_key(&register.name, |r| r.name) {
+        match self
+            .registers
+            .binary_search_by_key(&register.name, |r| r.name)
+        {
             Ok(i) => {
                 let current = &mut self.registers[i];
                 if !wins(&register, current) {
                     return false;
                 }
-                self.bytes = self.bytes - register_bytes(&current.value) + register_bytes(&register.value);
+                self.bytes =
+                    self.bytes - register_bytes(&current.value) + register_bytes(&register.value);
                 *current = register;
             }
             Err(i) => {
@@ -205,14 +209,18 @@ pub(crate) struct Collection {
     pub(crate) docs: BTreeMap<Box<str>, Document>,
 }
 
-/// A replicated value: collections of documents of fields. See the [module docs](self).
+/// A replicated value: collections → documents → fields.
+///
+/// Merging is a join: [`State::merge`] is commutative, associative and idempotent. A field holds
+/// a last-writer-wins register and may hold counter cells, one per incrementing device, that
+/// count from the register they follow; writing a number to a counter field resets it the same
+/// way on every replica. Everything that travels (a transaction's changes, a pack's body, a
+/// snapshot) is a `State`; [`State::encode`] gives its canonical bytes.
 #[derive(Clone, Default)]
 pub struct State {
     pub(crate) devices: Interner<DeviceId>,
     pub(crate) names: Interner<Box<str>>,
     pub(crate) collections: BTreeMap<Box<str>, Collection>,
-    /// Per device index: the greatest clock of any entry this state has held.
-    pub(crate) seen: Vec<Hlc>,
 }
 
 impl fmt::Debug for State {
@@ -261,11 +269,9 @@ impl State {
     }
 
     pub(crate) fn documents(&self) -> impl Iterator<Item = (&str, &str, &Document)> {
-        self.collections.iter().flat_map(|(c, coll)| {
-            coll.docs
-                .iter()
-                .map(move |(id, doc)| (&**c, &**id, doc))
-        })
+        self.collections
+            .iter()
+            .flat_map(|(c, coll)| coll.docs.iter().map(move |(id, doc)| (&**c, &**id, doc)))
     }
 
     pub(crate) fn document(&self, collection: &str, id: &str) -> Option<&Document> {
@@ -281,20 +287,15 @@ impl State {
     }
 
     pub(crate) fn intern_device(&mut self, device: &DeviceId) -> DeviceIdx {
-        let idx = self.devices.intern(device);
-        if self.seen.len() <= idx as usize {
-            self.seen.resize(idx as usize + 1, Hlc::ZERO);
-        }
-        idx
-    }
-
-    pub(crate) fn note_seen(&mut self, device: DeviceIdx, hlc: Hlc) {
-        let slot = &mut self.seen[device as usize];
-        *slot = (*slot).max(hlc);
+        self.devices.intern(device)
     }
 
     /// Orders two stamps of this state: by clock, then by device id bytes.
-    pub(crate) fn cmp_stamps(devices: &Interner<DeviceId>, a: LocalStamp, b: LocalStamp) -> Ordering {
+    pub(crate) fn cmp_stamps(
+        devices: &Interner<DeviceId>,
+        a: LocalStamp,
+        b: LocalStamp,
+    ) -> Ordering {
         a.hlc.cmp(&b.hlc).then_with(|| {
             if a.device == b.device {
                 Ordering::Equal
@@ -328,7 +329,9 @@ impl State {
             Ordering::Less => false,
             // One stamp, two values: only a faulty or malicious device does that. Any fixed
             // rule converges; the canonical value order is one.
-            Ordering::Equal => canonical_cmp(&challenger.value, &current.value) == Ordering::Greater,
+            Ordering::Equal => {
+                canonical_cmp(&challenger.value, &current.value) == Ordering::Greater
+            }
         }
     }
 
@@ -386,7 +389,6 @@ impl State {
             let State {
                 devices,
                 collections,
-                seen,
                 ..
             } = self;
             let ours = collections
@@ -403,8 +405,6 @@ impl State {
                 let mut doc_changed = false;
                 for r in &their_doc.registers {
                     let device = device_map[r.device as usize];
-                    let slot = &mut seen[device as usize];
-                    *slot = (*slot).max(r.hlc);
                     let register = Register {
                         name: name_map[r.name as usize],
                         device,
@@ -417,8 +417,6 @@ impl State {
                 }
                 for c in &their_doc.counters {
                     let device = device_map[c.device as usize];
-                    let slot = &mut seen[device as usize];
-                    *slot = (*slot).max(c.hlc);
                     let cell = CounterCell {
                         name: name_map[c.name as usize],
                         device,
@@ -426,7 +424,8 @@ impl State {
                         epoch: c.epoch.map(remap),
                         total: c.total,
                     };
-                    doc_changed |= doc.offer_cell(cell, |new, old| State::cell_wins(devices, new, old));
+                    doc_changed |=
+                        doc.offer_cell(cell, |new, old| State::cell_wins(devices, new, old));
                 }
                 if doc_changed {
                     on_change(collection_name, id);
@@ -448,19 +447,16 @@ impl State {
             devices: self.devices.clone(),
             names: self.names.clone(),
             collections: BTreeMap::new(),
-            seen: vec![Hlc::ZERO; self.seen.len()],
         };
         for (collection_name, coll) in &self.collections {
             let mut docs = BTreeMap::new();
             for (id, doc) in &coll.docs {
                 let mut kept = Document::default();
                 for r in doc.registers.iter().filter(|r| keep_register(r)) {
-                    out.seen[r.device as usize] = out.seen[r.device as usize].max(r.hlc);
                     kept.bytes += register_bytes(&r.value);
                     kept.registers.push(r.clone());
                 }
                 for c in doc.counters.iter().filter(|c| keep_cell(c)) {
-                    out.seen[c.device as usize] = out.seen[c.device as usize].max(c.hlc);
                     kept.counters.push(c.clone());
                 }
                 if !kept.is_empty() {
@@ -489,7 +485,6 @@ impl State {
             devices: self.devices.clone(),
             names: self.names.clone(),
             collections: BTreeMap::new(),
-            seen: self.seen.clone(),
         };
         if let Some(coll) = self.collections.get(name) {
             out.collections.insert(name.into(), coll.clone());
@@ -497,12 +492,23 @@ impl State {
         out
     }
 
-    /// The greatest clock seen per device: a summary of what this state has absorbed.
+    /// The greatest clock per device among the entries this state holds: a summary of what it
+    /// has absorbed. Entries that were overwritten no longer count, so the vector can be lower
+    /// than everything ever merged; a peer then sends a little more than needed, never less.
     pub fn version_vector(&self) -> VersionVector {
+        let mut greatest = vec![Hlc::ZERO; self.devices.items().len()];
+        for (_, _, doc) in self.documents() {
+            let registers = doc.registers.iter().map(|r| (r.device, r.hlc));
+            let cells = doc.counters.iter().map(|c| (c.device, c.hlc));
+            for (device, hlc) in registers.chain(cells) {
+                let slot = &mut greatest[device as usize];
+                *slot = (*slot).max(hlc);
+            }
+        }
         let mut vv = VersionVector::default();
-        for (idx, hlc) in self.seen.iter().enumerate() {
-            if *hlc > Hlc::ZERO {
-                vv.observe(Stamp::new(*hlc, self.device(idx as DeviceIdx)));
+        for (idx, hlc) in greatest.into_iter().enumerate() {
+            if hlc > Hlc::ZERO {
+                vv.observe(Stamp::new(hlc, self.device(idx as DeviceIdx)));
             }
         }
         vv
@@ -512,12 +518,7 @@ impl State {
     /// device. Merging the result into a state that has absorbed `vv` (each device's writes in
     /// stamp order, as packs and transactions deliver them) brings it up to date with this one.
     pub fn changes_since(&self, vv: &VersionVector) -> State {
-        let floors: Vec<Hlc> = self
-            .devices
-            .items()
-            .iter()
-            .map(|d| vv.get(d))
-            .collect();
+        let floors: Vec<Hlc> = self.devices.items().iter().map(|d| vv.get(d)).collect();
         self.filtered(
             |r| r.hlc > floors[r.device as usize],
             |c| c.hlc > floors[c.device as usize],
@@ -525,7 +526,11 @@ impl State {
     }
 
     /// The current value of field `name` of `doc`, counters applied; `None` if never written.
-    pub(crate) fn field_value<'a>(&self, doc: &'a Document, name: NameId) -> Option<Cow<'a, Value>> {
+    pub(crate) fn field_value<'a>(
+        &self,
+        doc: &'a Document,
+        name: NameId,
+    ) -> Option<Cow<'a, Value>> {
         let register = doc.register(name);
         let epoch = register.map(Register::stamp);
         let mut counted = false;
@@ -581,10 +586,10 @@ impl State {
             if key.starts_with('_') || object.contains_key(&**key) {
                 continue;
             }
-            if let Some(value) = self.field_value(doc, name) {
-                if !value.is_null() {
-                    object.insert(key.to_string(), value.to_json());
-                }
+            if let Some(value) = self.field_value(doc, name)
+                && !value.is_null()
+            {
+                object.insert(key.to_string(), value.to_json());
             }
         }
         serde_json::Value::Object(object)

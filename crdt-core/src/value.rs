@@ -181,36 +181,38 @@ impl Value {
     /// The total order used by queries: null < bools < numbers < strings < bytes < arrays <
     /// objects; integers and floats compare by numeric value.
     pub fn total_cmp(&self, other: &Value) -> Ordering {
-        self.rank().cmp(&other.rank()).then_with(|| match (self, other) {
-            (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
-            (Value::Str(a), Value::Str(b)) => a.cmp(b),
-            (Value::Bytes(a), Value::Bytes(b)) => a.cmp(b),
-            (Value::Array(a), Value::Array(b)) => {
-                for (x, y) in a.iter().zip(b.iter()) {
-                    let order = x.total_cmp(y);
-                    if order != Ordering::Equal {
-                        return order;
+        self.rank()
+            .cmp(&other.rank())
+            .then_with(|| match (self, other) {
+                (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
+                (Value::Str(a), Value::Str(b)) => a.cmp(b),
+                (Value::Bytes(a), Value::Bytes(b)) => a.cmp(b),
+                (Value::Array(a), Value::Array(b)) => {
+                    for (x, y) in a.iter().zip(b.iter()) {
+                        let order = x.total_cmp(y);
+                        if order != Ordering::Equal {
+                            return order;
+                        }
                     }
+                    a.len().cmp(&b.len())
                 }
-                a.len().cmp(&b.len())
-            }
-            (Value::Object(a), Value::Object(b)) => {
-                for ((ka, va), (kb, vb)) in a.iter().zip(b.iter()) {
-                    let order = ka.cmp(kb).then_with(|| va.total_cmp(vb));
-                    if order != Ordering::Equal {
-                        return order;
+                (Value::Object(a), Value::Object(b)) => {
+                    for ((ka, va), (kb, vb)) in a.iter().zip(b.iter()) {
+                        let order = ka.cmp(kb).then_with(|| va.total_cmp(vb));
+                        if order != Ordering::Equal {
+                            return order;
+                        }
                     }
+                    a.len().cmp(&b.len())
                 }
-                a.len().cmp(&b.len())
-            }
-            (a, b) => match (a, b) {
-                (Value::Int(x), Value::Int(y)) => x.cmp(y),
-                (Value::Int(x), Value::Float(y)) => cmp_int_float(*x, *y),
-                (Value::Float(x), Value::Int(y)) => cmp_int_float(*y, *x).reverse(),
-                (Value::Float(x), Value::Float(y)) => x.total_cmp(y),
-                _ => Ordering::Equal,
-            },
-        })
+                (a, b) => match (a, b) {
+                    (Value::Int(x), Value::Int(y)) => x.cmp(y),
+                    (Value::Int(x), Value::Float(y)) => cmp_int_float(*x, *y),
+                    (Value::Float(x), Value::Int(y)) => cmp_int_float(*y, *x).reverse(),
+                    (Value::Float(x), Value::Float(y)) => x.total_cmp(y),
+                    _ => Ordering::Equal,
+                },
+            })
     }
 
     /// Equality as queries see it: like `==`, except integers and floats compare numerically.
@@ -239,7 +241,8 @@ fn cmp_int_float(int: i64, float: f64) -> Ordering {
     }
     // `int as f64 == float`, so `float` is integral and within ±2^63; the exact comparison
     // only matters where the conversion rounded `int`.
-    if float >= 9.223_372_036_854_775_807e18 {
+    // 2^63, the smallest float above every i64.
+    if float >= 9_223_372_036_854_775_808.0 {
         return Ordering::Less;
     }
     int.cmp(&(float as i64))
@@ -387,9 +390,12 @@ mod tests {
     #[test]
     fn numbers_compare_across_int_and_float() {
         assert!(Value::Int(1).query_eq(&Value::Float(1.0)));
-        assert_eq!(Value::Int(2).total_cmp(&Value::Float(1.5)), Ordering::Greater);
         assert_eq!(
-            Value::Int(i64::MAX).total_cmp(&Value::Float(9.223_372_036_854_775_807e18)),
+            Value::Int(2).total_cmp(&Value::Float(1.5)),
+            Ordering::Greater
+        );
+        assert_eq!(
+            Value::Int(i64::MAX).total_cmp(&Value::Float(9_223_372_036_854_775_808.0)),
             Ordering::Less
         );
         assert_eq!(
@@ -415,14 +421,23 @@ mod tests {
 
     #[test]
     fn invalid_values_are_refused_with_a_reason() {
-        assert_eq!(Value::Float(f64::NAN).validate(), Err(WriteError::NonFiniteFloat));
+        assert_eq!(
+            Value::Float(f64::NAN).validate(),
+            Err(WriteError::NonFiniteFloat)
+        );
         let mut deep = Value::Null;
         for _ in 0..=MAX_VALUE_DEPTH + 1 {
             deep = Value::Array(Box::new([deep]));
         }
-        assert!(matches!(deep.validate(), Err(WriteError::ValueTooDeep { .. })));
+        assert!(matches!(
+            deep.validate(),
+            Err(WriteError::ValueTooDeep { .. })
+        ));
         let big = Value::from("x".repeat(MAX_VALUE_BYTES));
-        assert!(matches!(big.validate(), Err(WriteError::ValueTooLarge { .. })));
+        assert!(matches!(
+            big.validate(),
+            Err(WriteError::ValueTooLarge { .. })
+        ));
         assert_eq!(Value::from("hello").validate(), Ok(7));
     }
 
