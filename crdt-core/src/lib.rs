@@ -29,3 +29,8 @@ pub use value::{
     MAX_FIELD_NAME_BYTES, MAX_VALUE_BYTES, MAX_VALUE_DEPTH, Value, validate_collection_name,
     validate_document_id, validate_field_name,
 };
+
+/// The workspace README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct WorkspaceReadme;
