@@ -14,8 +14,10 @@
 //!   clock says 2031 therefore cannot drag every other device's clock into 2031.
 //! - A local write always supersedes the value the writer currently sees for that field: its
 //!   stamp is at least one tick past the field's current winner (see [`HybridClock::tick_after`]).
-//!   A far-future stamp can thus never swallow a user's later edit; the clock jumps only for the
-//!   field that was deliberately overwritten, and own stamps stay strictly increasing.
+//!   A far-future stamp can thus never swallow a user's later edit. When that winner lies beyond
+//!   the drift bound, the overwrite gets a one-off stamp just past it and the clock does not
+//!   move, so the device's other writes keep normal stamps. (Such one-off stamps sit outside the
+//!   device's stamp order; see [`crate::State::changes_since`].)
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -190,31 +192,40 @@ impl HybridClock {
 
     /// Issues a new reading, strictly greater than every earlier one.
     pub fn tick(&mut self, local_wall_millis: u64) -> Result<Hlc, WriteError> {
-        self.tick_after(local_wall_millis, Hlc::ZERO)
-    }
-
-    /// Issues a new reading strictly greater than every earlier one and than `floor`.
-    ///
-    /// Used for local writes: `floor` is the stamp of the value being overwritten, so a write
-    /// always wins over what the writer saw, even when that value carries a future stamp.
-    pub fn tick_after(&mut self, local_wall_millis: u64, floor: Hlc) -> Result<Hlc, WriteError> {
         let wall = Hlc::from_millis(self.trusted_millis(local_wall_millis));
-        let after = self
-            .last
-            .max(floor)
-            .successor()
-            .ok_or(WriteError::ClockExhausted)?;
+        let after = self.last.successor().ok_or(WriteError::ClockExhausted)?;
         self.last = wall.max(after);
         Ok(self.last)
+    }
+
+    /// Issues a reading strictly greater than every earlier one and than `floor`.
+    ///
+    /// Used for local writes: `floor` is the stamp of the value being overwritten, so a write
+    /// always wins over what the writer saw. A floor within the drift bound is absorbed like
+    /// any remote stamp. A floor beyond it (a value stamped far in the future) gets a one-off
+    /// reading just past it, and the clock stays where it was: overwriting a poisoned field
+    /// must not poison every later write of this device.
+    pub fn tick_after(&mut self, local_wall_millis: u64, floor: Hlc) -> Result<Hlc, WriteError> {
+        let next = self.tick(local_wall_millis)?;
+        if next > floor {
+            return Ok(next);
+        }
+        let past_floor = floor.successor().ok_or(WriteError::ClockExhausted)?;
+        if floor.millis() <= self.horizon_millis(local_wall_millis) {
+            self.last = past_floor;
+        }
+        Ok(past_floor)
+    }
+
+    fn horizon_millis(&self, local_wall_millis: u64) -> u64 {
+        self.trusted_millis(local_wall_millis)
+            .saturating_add(self.max_drift_millis)
     }
 
     /// Absorbs a remote reading so later local readings are greater, unless it lies more than
     /// the drift bound ahead of trusted time. Returns whether it was absorbed.
     pub fn observe(&mut self, remote: Hlc, local_wall_millis: u64) -> bool {
-        let horizon = self
-            .trusted_millis(local_wall_millis)
-            .saturating_add(self.max_drift_millis);
-        if remote.millis() > horizon {
+        if remote.millis() > self.horizon_millis(local_wall_millis) {
             return false;
         }
         self.last = self.last.max(remote);
@@ -307,14 +318,28 @@ mod tests {
     }
 
     #[test]
-    fn tick_after_beats_a_future_floor() {
+    fn tick_after_beats_a_far_future_floor_without_moving_the_clock() {
         let mut clock = HybridClock::new();
         let future = Hlc::new(9_000_000_000_000, 0).unwrap();
         let stamp = clock.tick_after(1_000, future).unwrap();
         assert!(stamp > future);
+        let next = clock.tick(1_000).unwrap();
+        assert!(
+            next < future,
+            "the overwrite did not drag the clock into the future"
+        );
+        assert!(clock.tick_after(1_000, future).unwrap() > next);
+    }
+
+    #[test]
+    fn tick_after_absorbs_a_floor_within_drift() {
+        let mut clock = HybridClock::new();
+        let near = Hlc::new(1_000 + 30_000, 0).unwrap();
+        let stamp = clock.tick_after(1_000, near).unwrap();
+        assert!(stamp > near);
         assert!(
             clock.tick(1_000).unwrap() > stamp,
-            "own stamps stay strictly increasing"
+            "near-future floors move the clock"
         );
     }
 

@@ -9,7 +9,7 @@
 //! a number); a missing field reads as null.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::error::QueryError;
 use crate::replica::{DocumentRef, Replica};
@@ -440,11 +440,10 @@ impl LiveQuery {
         changed_ids: impl IntoIterator<Item = &'i str>,
     ) -> bool {
         let before: Vec<Box<str>> = self.ids().map(Box::from).collect();
+        let in_window: HashSet<&str> = before.iter().map(|b| &**b).collect();
         let mut touched_window = false;
         for id in changed_ids {
-            if before.iter().any(|b| &**b == id) {
-                touched_window = true;
-            }
+            touched_window |= in_window.contains(id);
             if let Some(old_key) = self.keys.remove(id) {
                 let probe = (old_key, Box::from(id));
                 if let Ok(at) = self

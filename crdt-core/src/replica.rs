@@ -464,8 +464,9 @@ impl Writer<'_> {
         field: &str,
         value: Value,
     ) -> Result<(), WriteError> {
-        let new_size = register_bytes(&value);
+        // Validate first: it bounds the nesting depth that sizing recurses through.
         value.validate()?;
+        let new_size = register_bytes(&value);
         let size = self.projected_document_bytes(collection, id, field, new_size);
         if size > MAX_DOCUMENT_BYTES
             && new_size

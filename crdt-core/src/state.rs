@@ -517,6 +517,13 @@ impl State {
     /// The entries newer than `vv`: those whose clock is greater than `vv`'s entry for their
     /// device. Merging the result into a state that has absorbed `vv` (each device's writes in
     /// stamp order, as packs and transactions deliver them) brings it up to date with this one.
+    ///
+    /// One exception: a write that overwrote a value stamped beyond the clock's drift bound
+    /// carries a one-off stamp ahead of its device's other writes (see [`HybridClock`]). A vector
+    /// that includes it covers that device's later, normally stamped writes too early; exchange
+    /// whole packs (which do not rely on version vectors) with such a device.
+    ///
+    /// [`HybridClock`]: crate::HybridClock
     pub fn changes_since(&self, vv: &VersionVector) -> State {
         let floors: Vec<Hlc> = self.devices.items().iter().map(|d| vv.get(d)).collect();
         self.filtered(
