@@ -22,6 +22,10 @@
 //! everything is sorted, varints are minimal. The decoder checks all of it and refuses
 //! anything else, so `decode(bytes)` succeeds only for bytes that `encode` would produce.
 //!
+//! Field names starting with `_` are reserved for Tidemark. Local writes cannot make new ones,
+//! but the decoder accepts any: a newer version may add reserved fields, and older readers
+//! merge them faithfully (so they converge) without showing them in the JSON view.
+//!
 //! Decoding never panics and never allocates more than the input could describe: every count
 //! is checked against the bytes left before anything is reserved, and nesting is bounded by
 //! [`MAX_VALUE_DEPTH`].

@@ -169,7 +169,13 @@ impl Replica {
         changed
     }
 
-    /// The entries this device wrote: what its packs carry.
+    /// The entries written by this device that still win here: registers it wrote that no
+    /// newer write has replaced, and its counter cells.
+    ///
+    /// Joined over all devices these give the whole state, so packs built from them are
+    /// enough to converge. A write of this device that another device's newer write replaced
+    /// is no longer here; that is harmless, because the newer write is in its own author's
+    /// packs. (Packs are normally built from the outbox, which keeps such writes anyway.)
     pub fn own_state(&self) -> State {
         self.state.authored_by(&self.device)
     }
