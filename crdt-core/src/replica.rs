@@ -8,7 +8,8 @@ use crate::device::DeviceId;
 use crate::error::WriteError;
 use crate::query::Query;
 use crate::state::{
-    CounterCell, Document, LocalStamp, Register, State, VersionVector, register_bytes,
+    CounterCell, Document, LocalStamp, Register, State, VersionVector, counter_value,
+    register_bytes,
 };
 use crate::value::{
     DELETED_FIELD, MAX_DOCUMENT_BYTES, Value, validate_collection_name, validate_document_id,
@@ -516,21 +517,34 @@ impl Writer<'_> {
 
     /// The current value of a field as this transaction sees it (counters summed).
     pub fn field(&self, collection: &str, id: &str, field: &str) -> Option<Value> {
-        let mut view = State::new();
-        for state in [&self.base.state, &self.changes] {
-            if let Some(doc) = state.document(collection, id) {
-                let mut one = State {
-                    devices: state.devices.clone(),
-                    names: state.names.clone(),
-                    ..State::default()
-                };
-                document_mut(&mut one, collection, id).clone_from(doc);
-                view.merge(&one);
+        let register = self.visible_register(collection, id, field);
+        let epoch = register.map(|(_, stamp)| stamp);
+        let mut counted = false;
+        let mut total: i128 = 0;
+        // Other devices' cells are only in the replica; this device's newest cell may be in
+        // the transaction.
+        let base = &self.base.state;
+        if let Some(doc) = base.document(collection, id)
+            && let Some(name) = base.names.find(field)
+        {
+            for cell in doc.counters.iter().filter(|c| c.name == name) {
+                let counts = cell.epoch.map(|e| base.stamp(e)) == epoch;
+                if counts && base.device(cell.device) != self.base.device {
+                    counted = true;
+                    total += i128::from(cell.total);
+                }
             }
         }
-        let doc = view.document(collection, id)?;
-        view.field_value(doc, view.names.find(field)?)
-            .map(Cow::into_owned)
+        if let Some((own_total, own_epoch)) = self.visible_cell(collection, id, field)
+            && own_epoch == epoch
+        {
+            counted = true;
+            total += i128::from(own_total);
+        }
+        if !counted {
+            return register.map(|(value, _)| value.clone());
+        }
+        Some(counter_value(register.map(|(value, _)| value), total))
     }
 
     /// Sets one field. Writing [`Value::Null`] removes it.
@@ -568,6 +582,15 @@ impl Writer<'_> {
         if self.is_deleted(collection, id) {
             self.put_register(collection, id, DELETED_FIELD, Value::Bool(false))?;
         }
+        self.set_each(collection, id, fields)
+    }
+
+    fn set_each<K: AsRef<str>, V: Into<Value>>(
+        &mut self,
+        collection: &str,
+        id: &str,
+        fields: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<(), WriteError> {
         for (field, value) in fields {
             self.set(collection, id, field.as_ref(), value)?;
         }
@@ -633,10 +656,7 @@ impl Writer<'_> {
                 id: id.to_string(),
             });
         }
-        for (field, value) in fields {
-            self.set(collection, id, field.as_ref(), value)?;
-        }
-        Ok(())
+        self.set_each(collection, id, fields)
     }
 
     /// Adds `by` (which may be negative) to a counter field. Increments from every device are

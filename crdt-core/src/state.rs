@@ -552,11 +552,7 @@ impl State {
         if !counted {
             return register.map(|r| Cow::Borrowed(&r.value));
         }
-        Some(Cow::Owned(match register.map(|r| &r.value) {
-            Some(Value::Float(base)) => Value::Float(base + sum as f64),
-            Some(Value::Int(base)) => Value::Int(clamp_i64(i128::from(*base) + sum)),
-            _ => Value::Int(clamp_i64(sum)),
-        }))
+        Some(Cow::Owned(counter_value(register.map(|r| &r.value), sum)))
     }
 
     /// Whether `doc` is soft-deleted: its `_deleted` register holds `true`.
@@ -600,6 +596,16 @@ impl State {
             }
         }
         serde_json::Value::Object(object)
+    }
+}
+
+/// A counter field's value: its register's number (0 if none or not a number) plus the counted
+/// cells' totals.
+pub(crate) fn counter_value(base: Option<&Value>, counted_total: i128) -> Value {
+    match base {
+        Some(Value::Float(base)) => Value::Float(base + counted_total as f64),
+        Some(Value::Int(base)) => Value::Int(clamp_i64(i128::from(*base) + counted_total)),
+        _ => Value::Int(clamp_i64(counted_total)),
     }
 }
 

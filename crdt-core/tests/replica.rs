@@ -124,6 +124,14 @@ fn concurrent_increments_from_every_device_add_up() {
     for r in [&a, &b, &c] {
         assert_eq!(json_of(r, "stock", "burger"), Some(json!({"count": 3})));
     }
+    // Inside a transaction, other devices' cells and this one's new total add up too.
+    a.write(NOW, |w| {
+        w.increment("stock", "burger", "count", -1)?;
+        assert_eq!(w.field("stock", "burger", "count"), Some(Value::Int(2)));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(json_of(&a, "stock", "burger"), Some(json!({"count": 2})));
 }
 
 #[test]
