@@ -710,3 +710,16 @@ impl<'de> serde::Deserialize<'de> for Hlc {
         u64::deserialize(deserializer).map(Hlc::from_u64)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_memory_entries_stay_small() {
+        // Memory per register is a tracked target (issue 7): a value is a tag and at most a
+        // fat pointer, and a register adds interned name and device indices and the clock.
+        assert_eq!(size_of::<Value>(), 24);
+        assert_eq!(size_of::<Register>(), 40);
+    }
+}
