@@ -542,7 +542,7 @@ fn decode_state(bytes: &[u8]) -> Result<State, DecodeError> {
             return Err(r.non_canonical("device table out of order"));
         }
         previous_device = Some(device);
-        state.intern_device(&device);
+        state.devices.intern(&device);
     }
 
     let name_count = r.count(2)?;

@@ -98,8 +98,7 @@ impl Replica {
     /// after the device's own latest stamp in `state`; a platform that also persisted
     /// [`HybridClock::last`] should pass it to [`HybridClock::restore`] as well, since the
     /// device's newest writes may have been overwritten since.
-    pub fn from_state(device: DeviceId, mut state: State) -> Replica {
-        state.intern_device(&device);
+    pub fn from_state(device: DeviceId, state: State) -> Replica {
         let mut clock = HybridClock::new();
         clock.restore(state.version_vector().get(&device));
         Replica {
@@ -248,10 +247,7 @@ impl Replica {
     pub fn evict_collection(&mut self, collection: &str) -> usize {
         self.eviction.collections.insert(collection.to_string());
         self.eviction.documents.remove(collection);
-        self.state
-            .collections
-            .remove(collection)
-            .map_or(0, |c| c.docs.len())
+        self.drop_evicted()
     }
 
     /// Forgets some documents on this device and ignores them in later merges. Returns how
@@ -266,23 +262,22 @@ impl Replica {
             .documents
             .entry(collection.to_string())
             .or_default();
+        evicted.extend(ids.into_iter().map(str::to_string));
+        self.drop_evicted()
+    }
+
+    /// Drops every document the eviction list names; returns how many.
+    fn drop_evicted(&mut self) -> usize {
+        let eviction = &self.eviction;
         let mut dropped = 0;
-        let docs = self.state.collections.get_mut(collection);
-        let mut docs = docs.map(|c| &mut c.docs);
-        for id in ids {
-            evicted.insert(id.to_string());
-            if let Some(docs) = docs.as_mut() {
-                dropped += usize::from(docs.remove(id).is_some());
-            }
-        }
-        if self
-            .state
-            .collections
-            .get(collection)
-            .is_some_and(|c| c.docs.is_empty())
-        {
-            self.state.collections.remove(collection);
-        }
+        self.state.collections.retain(|name, collection| {
+            collection.docs.retain(|id, _| {
+                let keep = eviction.admits(name, id);
+                dropped += usize::from(!keep);
+                keep
+            });
+            !collection.docs.is_empty()
+        });
         dropped
     }
 
@@ -316,18 +311,8 @@ impl Replica {
 
     /// Restores a persisted eviction list, dropping what it names.
     pub fn set_eviction(&mut self, eviction: Eviction) {
-        for collection in &eviction.collections {
-            self.state.collections.remove(collection.as_str());
-        }
-        for (collection, ids) in &eviction.documents {
-            if let Some(coll) = self.state.collections.get_mut(collection.as_str()) {
-                for id in ids {
-                    coll.docs.remove(id.as_str());
-                }
-            }
-        }
-        self.state.collections.retain(|_, c| !c.docs.is_empty());
         self.eviction = eviction;
+        self.drop_evicted();
     }
 }
 
@@ -435,6 +420,14 @@ impl Writer<'_> {
         lookup(&self.changes).or_else(|| lookup(&self.base.state))
     }
 
+    /// A cheap upper bound on the document's size after the write: replica and transaction
+    /// sizes added, as if nothing were replaced. Only when it exceeds the limit is the exact
+    /// size worth computing.
+    fn may_exceed_document_limit(&self, collection: &str, id: &str, new_size: usize) -> bool {
+        let size_in = |state: &State| state.document(collection, id).map_or(0, |d| d.bytes);
+        size_in(&self.base.state) + size_in(&self.changes) + new_size > MAX_DOCUMENT_BYTES
+    }
+
     /// The document's size if `field` took a value of `new_size` bytes: the replica's
     /// document, with this transaction's registers in place of the ones they replace.
     fn projected_document_bytes(
@@ -474,24 +467,22 @@ impl Writer<'_> {
         // Validate first: it bounds the nesting depth that sizing recurses through.
         value.validate()?;
         let new_size = register_bytes(&value);
-        let size = self.projected_document_bytes(collection, id, field, new_size);
-        if size > MAX_DOCUMENT_BYTES
-            && new_size
-                > self
-                    .visible_register(collection, id, field)
-                    .map_or(0, |(v, _)| register_bytes(v))
-        {
-            return Err(WriteError::DocumentTooLarge {
-                id: id.chars().take(40).collect(),
-                size,
-                limit: MAX_DOCUMENT_BYTES,
-            });
-        }
-        let floor = self
+        let current = self
             .visible_register(collection, id, field)
-            .map_or(Hlc::ZERO, |(_, stamp)| stamp.hlc);
+            .map(|(value, stamp)| (register_bytes(value), stamp.hlc));
+        let (current_size, floor) = current.unwrap_or((0, Hlc::ZERO));
+        if new_size > current_size && self.may_exceed_document_limit(collection, id, new_size) {
+            let size = self.projected_document_bytes(collection, id, field, new_size);
+            if size > MAX_DOCUMENT_BYTES {
+                return Err(WriteError::DocumentTooLarge {
+                    id: id.chars().take(40).collect(),
+                    size,
+                    limit: MAX_DOCUMENT_BYTES,
+                });
+            }
+        }
         let hlc = self.clock.tick_after(self.wall, floor)?;
-        let device = self.changes.intern_device(&self.base.device);
+        let device = self.changes.devices.intern(&self.base.device);
         let name = self.changes.names.intern_str(field);
         let register = Register {
             name,
@@ -499,7 +490,9 @@ impl Writer<'_> {
             hlc,
             value,
         };
-        document_mut(&mut self.changes, collection, id).offer_register(register, |_, _| true);
+        self.changes
+            .document_mut(collection, id)
+            .offer_register(register, |_, _| true);
         Ok(())
     }
 
@@ -685,10 +678,10 @@ impl Writer<'_> {
             _ => by,
         };
         let hlc = self.clock.tick(self.wall)?;
-        let device = self.changes.intern_device(&self.base.device);
+        let device = self.changes.devices.intern(&self.base.device);
         let epoch = epoch.map(|s| LocalStamp {
             hlc: s.hlc,
-            device: self.changes.intern_device(&s.device),
+            device: self.changes.devices.intern(&s.device),
         });
         let name = self.changes.names.intern_str(field);
         let cell = CounterCell {
@@ -698,7 +691,9 @@ impl Writer<'_> {
             epoch,
             total,
         };
-        document_mut(&mut self.changes, collection, id).offer_cell(cell, |_, _| true);
+        self.changes
+            .document_mut(collection, id)
+            .offer_cell(cell, |_, _| true);
         Ok(())
     }
 
@@ -714,21 +709,4 @@ impl Writer<'_> {
         self.check_target(collection, id)?;
         self.put_register(collection, id, DELETED_FIELD, Value::Bool(false))
     }
-}
-
-fn document_mut<'s>(state: &'s mut State, collection: &str, id: &str) -> &'s mut Document {
-    if !state.collections.contains_key(collection) {
-        state
-            .collections
-            .insert(collection.into(), Default::default());
-    }
-    let docs = &mut state
-        .collections
-        .get_mut(collection)
-        .expect("inserted above")
-        .docs;
-    if !docs.contains_key(id) {
-        docs.insert(id.into(), Document::default());
-    }
-    docs.get_mut(id).expect("inserted above")
 }

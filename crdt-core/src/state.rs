@@ -13,6 +13,7 @@
 //! register's stamp. So writing a number to a counter field resets it: increments concurrent
 //! with that write count from the old epoch and stop counting, on every replica alike.
 
+use std::borrow::Borrow;
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
@@ -45,6 +46,15 @@ impl<T: Eq + Hash + Clone> Default for Interner<T> {
 }
 
 impl<T: Eq + Hash + Clone> Interner<T> {
+    /// The index of `item`, if interned; `item` may be a borrowed form (`&str` for names).
+    pub(crate) fn find<Q>(&self, item: &Q) -> Option<u32>
+    where
+        T: Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
+        self.index.get(item).copied()
+    }
+
     pub(crate) fn intern(&mut self, item: &T) -> u32 {
         if let Some(&id) = self.index.get(item) {
             return id;
@@ -65,21 +75,11 @@ impl<T: Eq + Hash + Clone> Interner<T> {
 }
 
 impl Interner<Box<str>> {
-    pub(crate) fn find(&self, name: &str) -> Option<NameId> {
-        self.index.get(name).copied()
-    }
-
     pub(crate) fn intern_str(&mut self, name: &str) -> NameId {
         match self.find(name) {
             Some(id) => id,
             None => self.intern(&Box::from(name)),
         }
-    }
-}
-
-impl Interner<DeviceId> {
-    pub(crate) fn find(&self, device: &DeviceId) -> Option<DeviceIdx> {
-        self.index.get(device).copied()
     }
 }
 
@@ -209,6 +209,16 @@ pub(crate) struct Collection {
     pub(crate) docs: BTreeMap<Box<str>, Document>,
 }
 
+impl Collection {
+    /// The document `id`, created empty if missing (the id is copied only then).
+    pub(crate) fn document_mut(&mut self, id: &str) -> &mut Document {
+        if !self.docs.contains_key(id) {
+            self.docs.insert(id.into(), Document::default());
+        }
+        self.docs.get_mut(id).expect("inserted above")
+    }
+}
+
 /// A replicated value: collections → documents → fields.
 ///
 /// Merging is a join: [`State::merge`] is commutative, associative and idempotent. A field holds
@@ -286,8 +296,17 @@ impl State {
         Stamp::new(local.hlc, self.device(local.device))
     }
 
-    pub(crate) fn intern_device(&mut self, device: &DeviceId) -> DeviceIdx {
-        self.devices.intern(device)
+    /// The collection `name`, created empty if missing.
+    pub(crate) fn collection_mut(&mut self, name: &str) -> &mut Collection {
+        if !self.collections.contains_key(name) {
+            self.collections.insert(name.into(), Collection::default());
+        }
+        self.collections.get_mut(name).expect("inserted above")
+    }
+
+    /// The document `id` of `collection`, created empty if missing.
+    pub(crate) fn document_mut(&mut self, collection: &str, id: &str) -> &mut Document {
+        self.collection_mut(collection).document_mut(id)
     }
 
     /// Orders two stamps of this state: by clock, then by device id bytes.
@@ -366,7 +385,7 @@ impl State {
             .devices
             .items()
             .iter()
-            .map(|d| self.intern_device(d))
+            .map(|d| self.devices.intern(d))
             .collect();
         let name_map: Vec<NameId> = other
             .names
@@ -382,26 +401,18 @@ impl State {
             if theirs.docs.is_empty() {
                 continue;
             }
-            if !self.collections.contains_key(collection_name) {
-                self.collections
-                    .insert(collection_name.clone(), Collection::default());
-            }
+            self.collection_mut(collection_name);
             let State {
                 devices,
                 collections,
                 ..
             } = self;
-            let ours = collections
-                .get_mut(collection_name)
-                .expect("inserted above");
+            let ours = collections.get_mut(collection_name).expect("created above");
             for (id, their_doc) in &theirs.docs {
                 if !admit(collection_name, id) {
                     continue;
                 }
-                if !ours.docs.contains_key(id) {
-                    ours.docs.insert(id.clone(), Document::default());
-                }
-                let doc = ours.docs.get_mut(id).expect("inserted above");
+                let doc = ours.document_mut(id);
                 let mut doc_changed = false;
                 for r in &their_doc.registers {
                     let device = device_map[r.device as usize];
@@ -471,7 +482,7 @@ impl State {
         out
     }
 
-    /// The entries written by `device`: what that device's packs carry.
+    /// The entries written by `device` that still win in this state.
     pub fn authored_by(&self, device: &DeviceId) -> State {
         match self.devices.find(device) {
             Some(idx) => self.filtered(|r| r.device == idx, |c| c.device == idx),
