@@ -284,6 +284,47 @@ impl PackError {
     }
 }
 
+/// A device certificate or revocation list that cannot be trusted or read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CertificateError {
+    /// The bytes do not start with the expected magic.
+    #[error("not a tidemark certificate or revocation list (bad magic bytes)")]
+    NotACertificate,
+    /// Written by a newer format.
+    #[error(
+        "certificate format version {found} is newer than this build reads ({supported}); upgrade tidemark"
+    )]
+    UnsupportedVersion {
+        /// The version found.
+        found: u8,
+        /// The newest version this build reads.
+        supported: u8,
+    },
+    /// The signature does not verify against the server's key.
+    #[error(
+        "certificate signature does not verify against the server key: forged, tampered, or from another server"
+    )]
+    BadSignature,
+    /// Fields that cannot be encoded, or a signed body that is not well formed.
+    #[error("certificate is malformed: {0}")]
+    Malformed(&'static str),
+    /// The signed body does not decode.
+    #[error("certificate body does not decode: {0}")]
+    Decode(DecodeError),
+}
+
+impl CertificateError {
+    /// The stable code of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CertificateError::NotACertificate => "certificate.not_a_certificate",
+            CertificateError::UnsupportedVersion { .. } => "certificate.unsupported_version",
+            CertificateError::BadSignature => "certificate.bad_signature",
+            CertificateError::Malformed(_) | CertificateError::Decode(_) => "certificate.malformed",
+        }
+    }
+}
+
 /// A query that cannot be evaluated.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("invalid query: {0}")]

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod certificate;
 mod clock;
 mod codec;
 mod device;
@@ -10,16 +11,21 @@ mod replica;
 mod state;
 mod value;
 
+pub use certificate::{
+    CERTIFICATE_FORMAT_VERSION, CERTIFICATE_MAGIC, DeviceCertificate, MAX_USER_ID_BYTES,
+    ParseRoleError, REVOCATIONS_MAGIC, Revocation, RevocationList, Role, ServerKey,
+    ServerPublicKey, registration_message,
+};
 pub use clock::{DEFAULT_MAX_DRIFT_MILLIS, HLC_MILLIS_BITS, Hlc, HybridClock, Stamp};
 pub use codec::STATE_FORMAT_VERSION;
 pub use device::{
     BadSignature, DEVICE_ID_BYTES, DeviceId, DeviceKey, ParseDeviceIdError, SIGNATURE_BYTES,
     SpaceKey,
 };
-pub use error::{DecodeError, PackError, QueryError, WriteError};
+pub use error::{CertificateError, DecodeError, PackError, QueryError, WriteError};
 pub use pack::{
-    MAX_LEVEL, MAX_SPACE_ID_BYTES, OpenOptions, PACK_FORMAT_VERSION, PACK_MAGIC, Pack, PackHeader,
-    VerifiedPack,
+    LEVEL_COUNT, MAX_LEVEL, MAX_SPACE_ID_BYTES, OpenOptions, PACK_FORMAT_VERSION, PACK_MAGIC, Pack,
+    PackHeader, VerifiedPack, validate_space_id,
 };
 pub use query::{Condition, ID_FIELD, LiveQuery, Op, OrderBy, Query};
 pub use replica::{Changed, DocumentRef, Eviction, Replica, Writer};

@@ -38,8 +38,11 @@ pub const PACK_MAGIC: [u8; 4] = *b"TDMK";
 pub const PACK_FORMAT_VERSION: u8 = 1;
 /// Longest space id, in bytes. Space ids appear in bucket keys.
 pub const MAX_SPACE_ID_BYTES: usize = 128;
-/// Highest level number of the per-device LSM.
+/// Highest level number the pack format can carry.
 pub const MAX_LEVEL: u8 = 15;
+/// How many levels a device writes per collection: `L0` … `L5`. Each holds about eight times
+/// the one below, so six levels cover any realistic collection.
+pub const LEVEL_COUNT: u8 = 6;
 
 const SIGNATURE_CONTEXT: &[u8] = b"tidemark/pack/v1\0";
 const NONCE_CONTEXT: &[u8] = b"tidemark/pack-nonce/v1\0";
@@ -259,18 +262,23 @@ fn derive_nonce(key: &SpaceKey, prefix: &[u8], plaintext: &[u8]) -> XNonce {
     XNonce::from(nonce)
 }
 
-fn check_header(header: &PackHeader) -> Result<(), PackError> {
-    let space_ok = !header.space.is_empty()
-        && header.space.len() <= MAX_SPACE_ID_BYTES
-        && header
-            .space
+/// Checks a space id: 1 to 128 ASCII letters, digits, `_` or `-`, so it is safe in bucket keys
+/// and URLs.
+pub fn validate_space_id(space: &str) -> Result<(), &'static str> {
+    let valid = !space.is_empty()
+        && space.len() <= MAX_SPACE_ID_BYTES
+        && space
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if !space_ok {
-        return Err(PackError::Malformed(
-            "space id must be 1 to 128 ASCII letters, digits, '_' or '-'",
-        ));
+    if valid {
+        Ok(())
+    } else {
+        Err("space id must be 1 to 128 ASCII letters, digits, '_' or '-'")
     }
+}
+
+fn check_header(header: &PackHeader) -> Result<(), PackError> {
+    validate_space_id(&header.space).map_err(PackError::Malformed)?;
     if validate_collection_name(&header.collection).is_err() {
         return Err(PackError::Malformed("invalid collection name"));
     }
