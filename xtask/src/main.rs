@@ -4,27 +4,37 @@
 //! be reproduced by hand. Tasks install what they need (the wasm32 target) when it is missing.
 //!
 //! - `test`: formatting, clippy (native and wasm32), every test, docs with warnings denied.
+//!   Installs the independent S3 server the server's tests run against (s3s-fs, from
+//!   crates.io, into `target/tools/`) when it is missing.
 //! - `bench`: the core benchmark, printing a table of figures.
+//! - `load`: the server's load figures (grants per second, announce-to-SSE latency with 1,000
+//!   subscribers, memory), against a release build of the real binary.
 
 use std::env;
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 /// Crates that must build for the browser.
 const WASM_CRATES: &[&str] = &["tidemark-core"];
+/// The independent S3-compatible server of the server's tests, pinned: newer releases need a
+/// newer rustc than the workspace's.
+const S3S_FS_VERSION: &str = "0.14.1";
 
 fn main() -> ExitCode {
     let task = env::args().nth(1);
     let result = match task.as_deref() {
         Some("test") => test(),
         Some("bench") => bench(),
+        Some("load") => load(),
         _ => {
-            eprintln!("usage: cargo xtask <test|bench>");
+            eprintln!("usage: cargo xtask <test|bench|load>");
             eprintln!(
                 "  test   fmt check, clippy (native + wasm32), all tests, docs (-D warnings)"
             );
             eprintln!("  bench  core benchmarks (release build), printing a table");
+            eprintln!("  load   server load figures (release build), printing tables");
             return ExitCode::from(2);
         }
     };
@@ -42,6 +52,7 @@ type TaskResult = Result<(), String>;
 fn test() -> TaskResult {
     let started = Instant::now();
     ensure_wasm_target()?;
+    let s3s_fs = ensure_s3s_fs()?;
     step("format", cargo(&["fmt", "--all", "--", "--check"]))?;
     step(
         "clippy (native)",
@@ -69,7 +80,9 @@ fn test() -> TaskResult {
             ]),
         )?;
     }
-    step("tests", cargo(&["test", "--workspace"]))?;
+    let mut tests = cargo(&["test", "--workspace"]);
+    tests.env("TIDEMARK_S3S_FS_BIN", &s3s_fs);
+    step("tests", tests)?;
     let mut doc = cargo(&["doc", "--workspace", "--no-deps"]);
     doc.env("RUSTDOCFLAGS", "-D warnings");
     step("docs", doc)?;
@@ -85,6 +98,56 @@ fn bench() -> TaskResult {
         "core benchmarks",
         cargo(&["bench", "--package", "tidemark-core", "--bench", "core"]),
     )
+}
+
+fn load() -> TaskResult {
+    step(
+        "release build of tidemark-server",
+        cargo(&["build", "--release", "--package", "tidemark-server"]),
+    )?;
+    step(
+        "server load figures",
+        cargo(&[
+            "run",
+            "--release",
+            "--package",
+            "tidemark-server",
+            "--example",
+            "load",
+        ]),
+    )
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives inside the workspace")
+        .to_path_buf()
+}
+
+/// Installs the s3s-fs binary into `target/tools/` unless it is there; its path.
+fn ensure_s3s_fs() -> Result<PathBuf, String> {
+    let root = workspace_root().join("target/tools/s3s-fs");
+    let binary = root.join("bin/s3s-fs");
+    if binary.is_file() {
+        return Ok(binary);
+    }
+    // A debug build is enough for tests and builds in about a minute instead of six.
+    let root_arg = root.to_string_lossy().into_owned();
+    step(
+        &format!("install s3s-fs {S3S_FS_VERSION} (independent S3 server for tests)"),
+        cargo(&[
+            "install",
+            &format!("s3s-fs@{S3S_FS_VERSION}"),
+            "--features",
+            "binary",
+            "--debug",
+            "--locked",
+            "--root",
+            &root_arg,
+        ]),
+    )?;
+    Ok(binary)
 }
 
 fn cargo(args: &[&str]) -> Command {
