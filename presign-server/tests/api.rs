@@ -904,3 +904,44 @@ async fn announce_records_last_push_and_metrics_count_it() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn configured_origins_may_call_the_api_cross_origin_and_others_may_not() {
+    let server = TestServer::in_process(&["--allowed-origins", "https://app.example.com"]).await;
+    let preflight = |origin: &'static str| {
+        let request = Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/v1/spaces/default/grants")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            )
+            .body(Body::empty())
+            .unwrap();
+        server.router.clone().oneshot(request)
+    };
+    let allowed = preflight("https://app.example.com").await.unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let refused = preflight("https://evil.example.net").await.unwrap();
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn root_without_an_app_points_to_the_api() {
+    let server = TestServer::in_process(&[]).await;
+    let (status, page) = server.call(Method::GET, "/", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.as_str().unwrap().contains("/v1/info"));
+    let (status, _) = server.call(Method::GET, "/favicon.ico", None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

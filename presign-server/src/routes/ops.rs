@@ -154,21 +154,31 @@ pub(super) async fn admin_page(
     Ok(Html(html).into_response())
 }
 
-/// The folder of the web app, if there is one to serve.
+/// The folder of the web app, if there is one to serve: one holding an `index.html`.
 pub(super) fn app_dir(state: &AppState) -> Option<PathBuf> {
-    match &state.config.app_dir {
-        Some(dir) => Some(dir.clone()),
-        None => {
-            let default = PathBuf::from("web-demo");
-            default.join("index.html").is_file().then_some(default)
-        }
+    let dir = state
+        .config
+        .app_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("web-demo"));
+    if dir.join("index.html").is_file() {
+        return Some(dir);
     }
+    if state.config.app_dir.is_some() {
+        tracing::warn!(dir = %dir.display(), "--app-dir holds no index.html; not serving an app");
+    }
+    None
 }
 
-/// `/` when no web app is configured: where to go from here.
-pub(super) async fn landing(State(state): State<AppState>) -> Response {
+/// `/` when no web app is configured: where to go from here (404 for any other path).
+pub(super) async fn landing(State(state): State<AppState>, uri: axum::http::Uri) -> Response {
+    let status = if uri.path() == "/" {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    };
     (
-        StatusCode::NOT_FOUND,
+        status,
         Html(format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Tidemark</title></head>\
              <body style=\"font:16px system-ui,sans-serif;margin:2rem\"><h1>Tidemark server</h1>\

@@ -144,8 +144,6 @@ fn config(data: &TempDir, external: Option<&ExternalS3>, extra: &[&str]) -> Conf
         data.path().display().to_string(),
         "--admin-secret".into(),
         ADMIN_SECRET.into(),
-        "--app-dir".into(),
-        data.path().join("no-app").display().to_string(),
     ];
     if let Some(s3) = external {
         args.extend(
