@@ -86,6 +86,15 @@ impl From<PresignedRequest> for Presigned {
     }
 }
 
+/// What a presigned URL lets its holder do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// GET the object.
+    Read,
+    /// PUT the object.
+    Write,
+}
+
 /// One uploaded part of a multipart upload.
 #[derive(Clone, Debug)]
 pub struct UploadedPart {
@@ -215,39 +224,33 @@ impl ObjectStore {
             .map_err(|e| StoreError(format!("presigning config: {e}")))
     }
 
-    /// A GET URL for `key`, valid from `start` for `ttl`.
-    pub async fn presign_get(
+    /// A URL that reads (GET) or writes (PUT) `key`, valid from `start` for `ttl`.
+    pub async fn presign(
         &self,
+        access: Access,
         key: &str,
         start: SystemTime,
         ttl: Duration,
     ) -> StoreResult<String> {
-        let request = self
-            .presigner
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .presigned(Self::presigning(start, ttl)?)
-            .await
-            .map_err(|e| sdk_error("presign get", e))?;
-        Ok(request.uri().to_owned())
-    }
-
-    /// A PUT URL for `key`, valid from `start` for `ttl`.
-    pub async fn presign_put(
-        &self,
-        key: &str,
-        start: SystemTime,
-        ttl: Duration,
-    ) -> StoreResult<String> {
-        let request = self
-            .presigner
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .presigned(Self::presigning(start, ttl)?)
-            .await
-            .map_err(|e| sdk_error("presign put", e))?;
+        let config = Self::presigning(start, ttl)?;
+        let request = match access {
+            Access::Read => self
+                .presigner
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .presigned(config)
+                .await
+                .map_err(|e| sdk_error("presign get", e))?,
+            Access::Write => self
+                .presigner
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .presigned(config)
+                .await
+                .map_err(|e| sdk_error("presign put", e))?,
+        };
         Ok(request.uri().to_owned())
     }
 

@@ -548,24 +548,7 @@ async fn revoked_devices_get_no_grant_and_appear_in_the_signed_revocation_list()
             None,
         )
         .await;
-    let members = server
-        .expect(
-            StatusCode::OK,
-            Method::GET,
-            "/v1/spaces/default/members",
-            Some(&admin),
-            None,
-        )
-        .await;
-    let user = members
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["role"] == "writer")
-        .unwrap()["user"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let user = server.user_with_role(&admin, "default", "writer").await;
     let removed = server
         .expect(
             StatusCode::OK,

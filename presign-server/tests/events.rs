@@ -178,24 +178,7 @@ async fn membership_changes_are_announced_and_a_removed_member_is_cut_off() {
     assert_eq!(registered.data["device"], json!(device));
     cut_off.expect("devices").await;
 
-    let members = server
-        .expect(
-            StatusCode::OK,
-            Method::GET,
-            "/v1/spaces/default/members",
-            Some(&admin),
-            None,
-        )
-        .await;
-    let user = members
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["role"] == "writer")
-        .unwrap()["user"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let user = server.user_with_role(&admin, "default", "writer").await;
     server
         .expect(
             StatusCode::OK,

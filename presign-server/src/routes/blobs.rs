@@ -22,7 +22,7 @@ use crate::auth::{Session, require, role_in};
 use crate::error::{AppError, AppResult};
 use crate::registry::UploadRecord;
 use crate::state::AppState;
-use crate::store::Presigned;
+use crate::store::{Access, Presigned};
 
 /// Largest blob uploaded with one PUT.
 pub const SINGLE_PUT_MAX_BYTES: u64 = 16 * 1024 * 1024;
@@ -309,7 +309,7 @@ pub(super) async fn download(
     let start = state.clock.now();
     let url = state
         .store
-        .presign_get(&key, start, state.grant_ttl)
+        .presign(Access::Read, &key, start, state.grant_ttl)
         .await?;
     let expires_at = start.duration_since(UNIX_EPOCH).map_or(0, |d| {
         u64::try_from((d + state.grant_ttl).as_millis()).unwrap_or(0)

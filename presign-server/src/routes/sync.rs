@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -25,6 +25,7 @@ use super::{ApiJson, ApiPath};
 use crate::auth::{Session, role_in};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
+use crate::store::Access;
 
 /// Most collections one grant may cover.
 pub const MAX_GRANT_COLLECTIONS: usize = 64;
@@ -134,31 +135,32 @@ pub(super) async fn grant(
 
     let mut put = BTreeMap::new();
     let mut get = BTreeMap::new();
-    let mut presigned = 0u64;
     for collection in &collections {
         if role.can_write() {
-            let mut urls = Vec::with_capacity(usize::from(LEVEL_COUNT));
-            for level in 0..LEVEL_COUNT {
-                let key = state
-                    .store
-                    .level_key(&space, &request.device, collection, level);
-                urls.push(state.store.presign_put(&key, start, ttl).await?);
-            }
-            presigned += urls.len() as u64;
+            let urls = level_urls(
+                &state,
+                Access::Write,
+                (&space, &request.device, collection),
+                start,
+            )
+            .await?;
             put.insert(collection.clone(), urls);
         }
         let mut readable = BTreeMap::new();
         for device in &devices {
-            let mut urls = Vec::with_capacity(usize::from(LEVEL_COUNT));
-            for level in 0..LEVEL_COUNT {
-                let key = state.store.level_key(&space, &device.id, collection, level);
-                urls.push(state.store.presign_get(&key, start, ttl).await?);
-            }
-            presigned += urls.len() as u64;
+            let urls = level_urls(
+                &state,
+                Access::Read,
+                (&space, &device.id, collection),
+                start,
+            )
+            .await?;
             readable.insert(device.id, urls);
         }
         get.insert(collection.clone(), readable);
     }
+    let presigned =
+        (put.len() + get.values().map(BTreeMap::len).sum::<usize>()) * usize::from(LEVEL_COUNT);
 
     state
         .registry
@@ -174,7 +176,7 @@ pub(super) async fn grant(
     state
         .metrics
         .presigned_urls
-        .fetch_add(presigned, Ordering::Relaxed);
+        .fetch_add(presigned as u64, Ordering::Relaxed);
     Ok(Json(Grant {
         space,
         device: request.device,
@@ -188,6 +190,22 @@ pub(super) async fn grant(
         revocations: STANDARD.encode(revocations),
         server_public_key: state.server_key.public_key(),
     }))
+}
+
+/// URLs for one device's levels `L0…L5` of a collection, in level order.
+async fn level_urls(
+    state: &AppState,
+    access: Access,
+    (space, device, collection): (&str, &DeviceId, &str),
+    start: SystemTime,
+) -> AppResult<Vec<String>> {
+    let ttl = state.grant_ttl;
+    let mut urls = Vec::with_capacity(usize::from(LEVEL_COUNT));
+    for level in 0..LEVEL_COUNT {
+        let key = state.store.level_key(space, device, collection, level);
+        urls.push(state.store.presign(access, &key, start, ttl).await?);
+    }
+    Ok(urls)
 }
 
 #[derive(Debug, Deserialize)]

@@ -334,6 +334,28 @@ impl TestServer {
         session["token"].as_str().unwrap().to_owned()
     }
 
+    /// The user id of the (first) member of `space` with `role`, as an admin sees it.
+    pub async fn user_with_role(&self, admin: &str, space: &str, role: &str) -> String {
+        let members = self
+            .expect(
+                StatusCode::OK,
+                Method::GET,
+                &format!("/v1/spaces/{space}/members"),
+                Some(admin),
+                None,
+            )
+            .await;
+        members
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["role"] == role)
+            .unwrap_or_else(|| panic!("no {role} in {members}"))["user"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     /// A registration challenge, hex.
     pub async fn challenge(&self, token: &str, space: &str) -> String {
         let challenge = self
