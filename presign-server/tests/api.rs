@@ -928,3 +928,12 @@ async fn root_without_an_app_points_to_the_api() {
     let (status, _) = server.call(Method::GET, "/favicon.ico", None, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn health_reports_an_unreachable_store_without_details() {
+    // In-process: nothing listens where the server expects its embedded store.
+    let server = TestServer::in_process(&[]).await;
+    let (status, body) = server.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body, json!({ "registry": "ok", "store": "unavailable" }));
+}

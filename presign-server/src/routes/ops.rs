@@ -52,9 +52,17 @@ pub(super) async fn info(State(state): State<AppState>) -> Json<Info> {
 pub(super) async fn healthz(State(state): State<AppState>) -> Response {
     let registry = state.registry.ping().await;
     let store = state.store.ping().await;
+    // Details (endpoints, store messages) go to the log: this route answers anyone.
+    let verdict = |part: &str, result: Result<(), String>| match result {
+        Ok(()) => "ok",
+        Err(detail) => {
+            tracing::warn!(part, %detail, "health check failed");
+            "unavailable"
+        }
+    };
     let body = serde_json::json!({
-        "registry": registry.as_ref().map_or_else(|e| e.to_string(), |()| "ok".into()),
-        "store": store.as_ref().map_or_else(|e| e.to_string(), |()| "ok".into()),
+        "registry": verdict("registry", registry.as_ref().map(|_| ()).map_err(ToString::to_string)),
+        "store": verdict("store", store.as_ref().map(|_| ()).map_err(ToString::to_string)),
     });
     let status = if registry.is_ok() && store.is_ok() {
         StatusCode::OK
