@@ -110,9 +110,11 @@ pub(super) async fn grant(
             });
         }
         // Certificates are renewed once they would lapse before this grant does: a device
-        // holding the grant can always check every author it reads.
+        // holding the grant can always check every author it reads. Revoked devices and
+        // devices of former members keep their old certificate and are never renewed.
+        let renew = device.revoked_at.is_none() && device.certificate_expires_at < expires_at;
         let certificate = match members.get(&device.user) {
-            Some(owner_role) if device.certificate_expires_at < expires_at => {
+            Some(owner_role) if renew => {
                 let issued =
                     issue_certificate(&state, &space, device.id, &device.user, *owner_role, now)?;
                 state
