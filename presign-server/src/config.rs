@@ -132,11 +132,6 @@ pub struct Config {
 }
 
 impl Config {
-    /// The configuration with every default, as if started with no flags and no environment.
-    pub fn defaults() -> Config {
-        Config::parse_from(["tidemark-server"])
-    }
-
     /// Grant lifetime, checked against S3's 7-day limit.
     pub fn grant_ttl(&self) -> Result<Duration, String> {
         if self.grant_ttl_secs == 0 || self.grant_ttl_secs > MAX_GRANT_TTL_SECS {

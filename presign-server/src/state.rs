@@ -61,6 +61,14 @@ impl AppState {
     }
 }
 
+impl Shared {
+    /// When a grant (or a URL presigned with the grant lifetime) made at `now_millis` expires.
+    pub fn grant_expires_at(&self, now_millis: u64) -> u64 {
+        let ttl = u64::try_from(self.grant_ttl.as_millis()).unwrap_or(u64::MAX);
+        now_millis.saturating_add(ttl)
+    }
+}
+
 impl Deref for AppState {
     type Target = Shared;
 

@@ -15,7 +15,7 @@
 //! object even when they answer a checksum failure (s3s-fs 0.14 does), so the store's own
 //! check is not relied on.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::Client;
@@ -492,7 +492,6 @@ impl ObjectStore {
 #[derive(Clone, Debug)]
 pub struct EmbeddedStore {
     service: S3Service,
-    root: PathBuf,
 }
 
 impl EmbeddedStore {
@@ -510,13 +509,7 @@ impl EmbeddedStore {
         builder.set_auth(SimpleAuth::from_single(access_key_id, secret_access_key));
         Ok(EmbeddedStore {
             service: builder.build(),
-            root: root.to_path_buf(),
         })
-    }
-
-    /// The folder holding the objects.
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     /// Answers one S3 request.

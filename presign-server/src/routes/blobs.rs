@@ -7,8 +7,6 @@
 //! server hashes the upload and only if the digest matches copies it to `blobs/{sha256}`. So a
 //! blob is write-once and always what its name says, whatever the store checks itself.
 
-use std::time::UNIX_EPOCH;
-
 use axum::Json;
 use axum::extract::State;
 use base64::Engine;
@@ -19,6 +17,7 @@ use tidemark_core::{DeviceId, Role};
 use super::devices::owned_device;
 use super::{ApiJson, ApiPath};
 use crate::auth::{Session, require, role_in};
+use crate::clock;
 use crate::error::{AppError, AppResult};
 use crate::registry::UploadRecord;
 use crate::state::AppState;
@@ -93,7 +92,7 @@ pub(super) async fn start_upload(
     ApiPath(space): ApiPath<String>,
     ApiJson(request): ApiJson<UploadRequest>,
 ) -> AppResult<Json<UploadPlan>> {
-    let (role, _) = owned_device(&state, &space, &session, &request.device).await?;
+    let role = owned_device(&state, &space, &session, &request.device).await?;
     require(role, Role::Writer, "upload attachments")?;
     check_digest(&request.sha256)?;
     let limit = state.config.max_blob_bytes;
@@ -126,7 +125,7 @@ pub(super) async fn start_upload(
     );
     let start = state.clock.now();
     let ttl = state.grant_ttl;
-    let expires_at = state.clock.now_millis() + u64::try_from(ttl.as_millis()).unwrap_or(0);
+    let expires_at = state.grant_expires_at(state.clock.now_millis());
     if request.size <= SINGLE_PUT_MAX_BYTES {
         let digest =
             hex::decode(&request.sha256).map_err(|_| AppError::invalid("sha256", "must be hex"))?;
@@ -223,7 +222,7 @@ pub(super) async fn complete_upload(
     ApiPath((space, sha256)): ApiPath<(String, String)>,
     ApiJson(request): ApiJson<CompleteRequest>,
 ) -> AppResult<Json<UploadPlan>> {
-    let (role, _) = owned_device(&state, &space, &session, &request.device).await?;
+    let role = owned_device(&state, &space, &session, &request.device).await?;
     require(role, Role::Writer, "upload attachments")?;
     check_digest(&sha256)?;
     let blob = state.store.blob_key(&space, &sha256);
@@ -311,9 +310,7 @@ pub(super) async fn download(
         .store
         .presign(Access::Read, &key, start, state.grant_ttl)
         .await?;
-    let expires_at = start.duration_since(UNIX_EPOCH).map_or(0, |d| {
-        u64::try_from((d + state.grant_ttl).as_millis()).unwrap_or(0)
-    });
+    let expires_at = state.grant_expires_at(clock::unix_millis(start));
     Ok(Json(Download {
         url,
         size,

@@ -189,13 +189,13 @@ pub(super) fn issue_certificate(
     Ok(IssuedCertificate { bytes, expires_at })
 }
 
-/// The caller's role and their unrevoked device `device` in `space`.
+/// The caller's role in `space`, once `device` is checked to be theirs and unrevoked.
 pub(super) async fn owned_device(
     state: &AppState,
     space: &str,
     session: &Session,
     device: &DeviceId,
-) -> AppResult<(Role, DeviceRecord)> {
+) -> AppResult<Role> {
     let role = role_in(state, space, session).await?;
     let record = state
         .registry
@@ -208,7 +208,7 @@ pub(super) async fn owned_device(
     if record.revoked_at.is_some() {
         return Err(AppError::DeviceRevoked(device.to_string()));
     }
-    Ok((role, record))
+    Ok(role)
 }
 
 #[derive(Debug, Serialize)]

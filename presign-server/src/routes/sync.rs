@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -67,7 +67,7 @@ pub(super) async fn grant(
     ApiPath(space): ApiPath<String>,
     ApiJson(request): ApiJson<GrantRequest>,
 ) -> AppResult<Json<Grant>> {
-    let (role, _) = owned_device(&state, &space, &session, &request.device).await?;
+    let role = owned_device(&state, &space, &session, &request.device).await?;
     let collections: BTreeSet<String> = request.collections.into_iter().collect();
     if collections.len() > MAX_GRANT_COLLECTIONS {
         return Err(AppError::invalid(
@@ -94,8 +94,7 @@ pub(super) async fn grant(
 
     let start = state.clock.now();
     let now = state.clock.now_millis();
-    let ttl = state.grant_ttl;
-    let expires_at = now + u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    let expires_at = state.grant_expires_at(now);
     let devices = state.registry.devices(&space).await?;
     let members: HashMap<String, Role> =
         state.registry.members(&space).await?.into_iter().collect();
@@ -224,7 +223,7 @@ pub(super) async fn announce(
     ApiPath(space): ApiPath<String>,
     ApiJson(announcement): ApiJson<Announcement>,
 ) -> AppResult<(StatusCode, Json<serde_json::Value>)> {
-    let (role, _) = owned_device(&state, &space, &session, &announcement.device).await?;
+    let role = owned_device(&state, &space, &session, &announcement.device).await?;
     crate::auth::require(role, Role::Writer, "announce packs")?;
     validate_collection_name(&announcement.collection)
         .map_err(|e| AppError::invalid("collection", e.to_string()))?;
@@ -281,11 +280,7 @@ pub(super) async fn events(
         .map(str::to_owned)
         .or(query.last_event_id);
     let subscription = state.events.subscribe(&space, last_event_id.as_deref());
-    let server_time = state
-        .clock
-        .now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
+    let server_time = state.clock.now_millis();
     let mut first = vec![
         SseEvent::default()
             .event("hello")
