@@ -12,6 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use common::{ADMIN_SECRET, TestServer};
 use serde_json::{Value, json};
 use tidemark_core::{DeviceCertificate, DeviceKey, RevocationList, Role, ServerPublicKey};
+use tidemark_server::clock::Clock;
 use tower::ServiceExt;
 
 fn code(value: &Value) -> &str {
@@ -30,16 +31,7 @@ async fn info_tells_the_server_key_time_and_auth_modes() {
     );
     assert_eq!(info["levels"], 6);
     assert_eq!(info["authModes"], json!(["invite", "adminSecret"]));
-    assert_eq!(info["serverTime"], server.state.clock.now_millis_for_test());
-}
-
-trait ClockExt {
-    fn now_millis_for_test(&self) -> u64;
-}
-impl ClockExt for std::sync::Arc<dyn tidemark_server::clock::Clock> {
-    fn now_millis_for_test(&self) -> u64 {
-        self.now_millis()
-    }
+    assert_eq!(info["serverTime"], server.state.clock.now_millis());
 }
 
 #[tokio::test]
