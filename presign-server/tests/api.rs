@@ -12,7 +12,6 @@ use base64::engine::general_purpose::STANDARD;
 use common::{ADMIN_SECRET, TestServer};
 use serde_json::{Value, json};
 use tidemark_core::{DeviceCertificate, DeviceKey, RevocationList, Role, ServerPublicKey};
-use tidemark_server::clock::Clock;
 use tower::ServiceExt;
 
 fn code(value: &Value) -> &str {
