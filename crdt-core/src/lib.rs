@@ -9,6 +9,7 @@ mod pack;
 mod query;
 mod replica;
 mod state;
+pub mod sync;
 mod value;
 
 pub use certificate::{
