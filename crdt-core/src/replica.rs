@@ -16,6 +16,30 @@ use crate::value::{
     validate_field_name,
 };
 
+/// Stamps of preloaded data lie in the first 2^30 ms (12.4 days) of the Unix epoch.
+const PRELOAD_MILLIS_SPAN: u64 = 1 << 30;
+
+/// The content-derived clock reading of a preloaded field: a hash of where it goes and what
+/// it holds, so every device preloading the same record stamps it alike.
+fn preload_hlc(collection: &str, id: &str, field: &str, value: &Value) -> Hlc {
+    use sha2::Digest as _;
+    let mut encoded = Vec::new();
+    crate::codec::encode_value(&mut encoded, value);
+    let mut hash = sha2::Sha256::new();
+    for part in [
+        collection.as_bytes(),
+        id.as_bytes(),
+        field.as_bytes(),
+        &encoded,
+    ] {
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part);
+    }
+    let digest = hash.finalize();
+    let bits = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"));
+    Hlc::from_millis(1 + bits % PRELOAD_MILLIS_SPAN)
+}
+
 /// One device's replica of a space.
 ///
 /// Local writes happen in [`Replica::write`] transactions, which return the [`State`] they
@@ -463,6 +487,7 @@ impl Writer<'_> {
         id: &str,
         field: &str,
         value: Value,
+        preload: bool,
     ) -> Result<(), WriteError> {
         // Validate first: it bounds the nesting depth that sizing recurses through.
         value.validate()?;
@@ -481,7 +506,11 @@ impl Writer<'_> {
                 });
             }
         }
-        let hlc = self.clock.tick_after(self.wall, floor)?;
+        let hlc = if preload {
+            preload_hlc(collection, id, field, &value)
+        } else {
+            self.clock.tick_after(self.wall, floor)?
+        };
         let device = self.changes.devices.intern(&self.base.device);
         let name = self.changes.names.intern_str(field);
         let register = Register {
@@ -550,7 +579,34 @@ impl Writer<'_> {
     ) -> Result<(), WriteError> {
         self.check_target(collection, id)?;
         validate_field_name(field)?;
-        self.put_register(collection, id, field, value.into())
+        self.put_register(collection, id, field, value.into(), false)
+    }
+
+    /// Preloads one field from external data: fills it only if it has no value yet (and the
+    /// document is not deleted), with a stamp derived from the content instead of the clock.
+    /// Returns whether it wrote.
+    ///
+    /// The stamp's time lies in January 1970, below every real write, so any edit supersedes
+    /// preloaded data, and the same content preloaded by several devices converges with
+    /// nothing for anyone to resolve. A device that already synced someone else's preload of
+    /// the same data writes nothing, so importing a file on many devices does not flood the
+    /// bucket. Different contents preloaded concurrently into the same field resolve
+    /// deterministically (by content hash, then device).
+    pub fn preload(
+        &mut self,
+        collection: &str,
+        id: &str,
+        field: &str,
+        value: impl Into<Value>,
+    ) -> Result<bool, WriteError> {
+        self.check_target(collection, id)?;
+        validate_field_name(field)?;
+        if self.visible_register(collection, id, field).is_some() || self.is_deleted(collection, id)
+        {
+            return Ok(false);
+        }
+        self.put_register(collection, id, field, value.into(), true)?;
+        Ok(true)
     }
 
     /// Removes one field (writes null).
@@ -573,7 +629,7 @@ impl Writer<'_> {
     ) -> Result<(), WriteError> {
         self.check_target(collection, id)?;
         if self.is_deleted(collection, id) {
-            self.put_register(collection, id, DELETED_FIELD, Value::Bool(false))?;
+            self.put_register(collection, id, DELETED_FIELD, Value::Bool(false), false)?;
         }
         self.set_each(collection, id, fields)
     }
@@ -701,12 +757,12 @@ impl Writer<'_> {
     /// records the deletion anyway (the document may exist on another device).
     pub fn delete(&mut self, collection: &str, id: &str) -> Result<(), WriteError> {
         self.check_target(collection, id)?;
-        self.put_register(collection, id, DELETED_FIELD, Value::Bool(true))
+        self.put_register(collection, id, DELETED_FIELD, Value::Bool(true), false)
     }
 
     /// Restores a soft-deleted document with the fields it had.
     pub fn restore(&mut self, collection: &str, id: &str) -> Result<(), WriteError> {
         self.check_target(collection, id)?;
-        self.put_register(collection, id, DELETED_FIELD, Value::Bool(false))
+        self.put_register(collection, id, DELETED_FIELD, Value::Bool(false), false)
     }
 }

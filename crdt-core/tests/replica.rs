@@ -421,3 +421,58 @@ fn merge_reports_exactly_the_documents_that_changed() {
         "documents tell who changed them last"
     );
 }
+
+#[test]
+fn preloading_the_same_data_on_two_devices_converges_and_edits_win() {
+    let a_key = DeviceKey::from_seed([1; 32]);
+    let b_key = DeviceKey::from_seed([2; 32]);
+    let mut a = Replica::new(a_key.device_id());
+    let mut b = Replica::new(b_key.device_id());
+    let preload = |r: &mut Replica| {
+        r.write(NOW, |w| {
+            w.preload("menu", "espresso", "price", 250)?;
+            w.preload("menu", "espresso", "name", "Espresso")?;
+            Ok(())
+        })
+        .unwrap()
+    };
+    let from_a = preload(&mut a);
+    let from_b = preload(&mut b);
+    assert_eq!(from_a.register_count(), 2);
+    let stamp_a = a
+        .get("menu", "espresso")
+        .unwrap()
+        .field_stamp("price")
+        .unwrap();
+    let stamp_b = b
+        .get("menu", "espresso")
+        .unwrap()
+        .field_stamp("price")
+        .unwrap();
+    assert_eq!(
+        stamp_a.hlc, stamp_b.hlc,
+        "the stamp's time comes from the content"
+    );
+    assert!(
+        stamp_a.hlc.millis() < 86_400_000 * 13,
+        "below every real write"
+    );
+
+    a.merge(&from_b, NOW);
+    b.merge(&from_a, NOW);
+    assert_eq!(a.state(), b.state());
+
+    // Once synced, preloading the same data again writes nothing: no flood of duplicates.
+    let again = preload(&mut a);
+    assert!(again.is_empty());
+
+    // Any edit supersedes preloaded data, and a later preload never overwrites it.
+    let edit = b
+        .write(NOW, |w| w.set("menu", "espresso", "price", 270))
+        .unwrap();
+    a.merge(&edit, NOW);
+    let reload = preload(&mut a);
+    assert!(reload.is_empty());
+    let price = a.get("menu", "espresso").unwrap().get("price").unwrap();
+    assert_eq!(*price, Value::from(270));
+}
