@@ -373,8 +373,11 @@ impl SyncEngine {
         std::mem::take(&mut self.events)
     }
 
-    /// Starts a polling round now (e.g. the app came to the foreground, the network is back).
+    /// Starts a polling round now (e.g. the app came to the foreground, the network is back,
+    /// the event stream reconnected), with a fresh grant so that devices that joined
+    /// meanwhile are read too.
     pub fn sync_now(&mut self, local_wall_millis: u64) {
+        self.grant_stale = true;
         self.round.next_at = local_wall_millis;
         self.round.interval = self.config.poll_min_millis;
         for collection in self.collections.values_mut() {
@@ -890,6 +893,15 @@ impl SyncEngine {
         body: &[u8],
     ) {
         let me = self.device();
+        if level == 0 && device != me {
+            // L0 changed: a fold may have moved content up, so read the higher levels too,
+            // whatever this pack turns out to be.
+            if let Some(sync) = self.collections.get_mut(collection) {
+                for higher in &mut sync.remote(device)[1..] {
+                    higher.wanted = true;
+                }
+            }
+        }
         let options = OpenOptions {
             space_key: self.config.space_key.as_ref(),
             require_encryption: self.config.space_key.is_some(),
@@ -906,8 +918,16 @@ impl SyncEngine {
             Ok(pack) => pack,
             Err(error) if bytes_damaged(&error) => {
                 // What arrived is not what the author signed (cut short, corrupted on the way):
-                // read it again later, it may be fine in the bucket.
+                // read it again soon, it may be fine in the bucket. After a few tries in a row
+                // the pack itself is taken to be bad, until a later round or announcement.
                 self.retry_level(now, collection, device, level, None);
+                if let Some(sync) = self.collections.get_mut(collection) {
+                    let remote = &mut sync.remote(device)[usize::from(level)];
+                    if remote.retry.failures >= DAMAGED_PACK_TRIES {
+                        remote.wanted = false;
+                        remote.retry.failures = 0;
+                    }
+                }
                 self.events.push(SyncEvent::Rejected {
                     device,
                     collection: collection.to_string(),
@@ -958,12 +978,6 @@ impl SyncEngine {
         remote.generation = remote.generation.max(pack.header.generation);
         remote.wanted = false;
         remote.retry.failures = 0;
-        if level == 0 && device != me {
-            // L0 changed: a fold may have moved content up, so read the higher levels too.
-            for higher in &mut sync.remote(device)[1..] {
-                higher.wanted = true;
-            }
-        }
         let changed = self.replica.merge(&pack.state, now);
         self.dirty = true;
         if !changed.is_empty() {
@@ -1092,6 +1106,10 @@ impl SyncEngine {
         }
     }
 }
+
+/// How many times in a row a pack whose bytes fail to verify is read before giving up on it
+/// for the round.
+const DAMAGED_PACK_TRIES: u32 = 3;
 
 /// Errors meaning the bytes received are not what the author signed: worth reading again.
 fn bytes_damaged(error: &PackError) -> bool {
