@@ -82,6 +82,12 @@ fn test() -> TaskResult {
     }
     let mut tests = cargo(&["test", "--workspace"]);
     tests.env("TIDEMARK_S3S_FS_BIN", &s3s_fs);
+    // `cargo test --workspace` builds the server binary (its package has integration tests)
+    // with the workspace's features; the convergence suite runs that very binary.
+    let target = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    tests.env("TIDEMARK_SERVER_BIN", target.join("debug/tidemark-server"));
     step("tests", tests)?;
     let mut doc = cargo(&["doc", "--workspace", "--no-deps"]);
     doc.env("RUSTDOCFLAGS", "-D warnings");
