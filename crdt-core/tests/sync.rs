@@ -635,7 +635,7 @@ fn checkpoints_round_trip_and_refuse_the_wrong_device_or_damage() {
     a.write("orders", "o1", "text", "kept");
     a.run(&mut world, a.now, None);
     let saved = a.saved.clone().expect("persisted");
-    let restored = SyncEngine::restore(config(), a_key, &saved).unwrap();
+    let mut restored = SyncEngine::restore(config(), a_key, &saved).unwrap();
     assert_eq!(restored.replica().state().encode(), a.state());
     assert_eq!(restored.checkpoint(), saved, "canonical");
 

@@ -268,7 +268,12 @@ impl SyncEngine {
     /// The durable state, to store on [`Step::Persist`]: the replica, the outbox, this
     /// device's levels, what was merged from whom, and the grant. Restore it with
     /// [`SyncEngine::restore`]. The space key is not in it.
-    pub fn checkpoint(&self) -> Vec<u8> {
+    ///
+    /// Taking it also settles any pending [`Step::Persist`]: a driver that stores a
+    /// checkpoint on its own (e.g. right after a write, to acknowledge it) is not asked to
+    /// store the same state again.
+    pub fn checkpoint(&mut self) -> Vec<u8> {
+        self.dirty = false;
         checkpoint::encode(self)
     }
 
