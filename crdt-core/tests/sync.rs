@@ -662,3 +662,96 @@ fn a_write_is_persisted_before_any_request_carries_it() {
         other => panic!("expected the push, got {other:?}"),
     }
 }
+
+#[test]
+fn journaled_writes_survive_a_restart_from_an_older_checkpoint_and_still_reach_the_bucket() {
+    let mut world = World::new();
+    let a_key = world.enroll(1, Role::Writer);
+    let b_key = world.enroll(2, Role::Writer);
+    let mut a = Device::new(&world, a_key.clone(), config());
+    let mut b = Device::new(&world, b_key, config());
+    a.write("orders", "o1", "text", "checkpointed");
+    a.run(&mut world, a.now, None);
+    assert!(a.saved.is_some());
+
+    // Two journaled writes after the checkpoint: neither asks for a Persist step.
+    let mut journal = Vec::new();
+    for text in ["first", "second"] {
+        let changes = a
+            .engine
+            .write_journaled(a.now, |w| w.set("orders", "o2", "text", text))
+            .unwrap();
+        journal.push(changes.encode());
+        a.now += 1;
+        assert_ne!(a.engine.poll(a.now), Some(Step::Persist));
+    }
+    let written = a.state();
+
+    // A crash before anything else was stored: the checkpoint plus the journal give it all back.
+    let mut restored = SyncEngine::restore(config(), a_key, a.saved.as_ref().unwrap()).unwrap();
+    for entry in &journal {
+        let changes = State::decode(entry).unwrap();
+        restored.replay_journaled(a.now, &changes);
+    }
+    assert_eq!(restored.replica().state().encode(), written);
+    assert_eq!(
+        restored.pending_writes(),
+        2,
+        "replayed writes are pushed again"
+    );
+    a.engine = restored;
+
+    // A later write beats the replayed ones: the clock moved past their stamps.
+    a.engine
+        .write_journaled(a.now, |w| w.set("orders", "o2", "text", "third"))
+        .unwrap();
+    assert_eq!(text(&a, "o2").as_deref(), Some("third"));
+
+    a.settle(&mut world);
+    b.settle(&mut world);
+    assert_eq!(text(&b, "o1").as_deref(), Some("checkpointed"));
+    assert_eq!(text(&b, "o2").as_deref(), Some("third"));
+    assert_eq!(a.state(), b.state());
+}
+
+#[test]
+fn a_store_written_before_joining_pushes_its_writes_to_the_space_it_joins() {
+    let mut world = World::new();
+    let a_key = world.enroll(1, Role::Writer);
+    let b_key = world.enroll(2, Role::Writer);
+    let offline = SyncConfig {
+        push_delay_millis: 0,
+        ..SyncConfig::new("local")
+    };
+    let mut a = Device {
+        engine: SyncEngine::new(offline, a_key.clone(), None),
+        key: a_key,
+        saved: None,
+        now: T0,
+        events: Vec::new(),
+    };
+    a.write("orders", "o1", "text", "before joining");
+    // Nothing can be fetched or pushed without a server key and a space.
+    assert!(
+        a.engine
+            .join("Not A Space!", world.server.public_key())
+            .is_err()
+    );
+    a.engine.join(SPACE, world.server.public_key()).unwrap();
+    a.engine.join(SPACE, world.server.public_key()).unwrap();
+    let err = a
+        .engine
+        .join("elsewhere", world.server.public_key())
+        .unwrap_err();
+    assert_eq!(err.code(), "sync.other_space");
+    let err = a
+        .engine
+        .join(SPACE, ServerKey::from_seed([3; 32]).public_key())
+        .unwrap_err();
+    assert_eq!(err.code(), "sync.server_key_changed");
+
+    let mut b = Device::new(&world, b_key, config());
+    a.settle(&mut world);
+    b.settle(&mut world);
+    assert_eq!(text(&b, "o1").as_deref(), Some("before joining"));
+}

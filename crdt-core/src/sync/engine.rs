@@ -6,7 +6,7 @@ use crate::certificate::ServerPublicKey;
 use crate::device::{DeviceId, DeviceKey};
 use crate::error::PackError;
 use crate::pack::{LEVEL_COUNT, OpenOptions, Pack};
-use crate::replica::{Replica, Writer};
+use crate::replica::{Changed, Replica, Writer};
 use crate::state::State;
 use crate::sync::backoff::Jitter;
 use crate::sync::checkpoint;
@@ -337,6 +337,73 @@ impl SyncEngine {
             self.push_due_at = Some(self.push_due_at.map_or(due, |d| d.min(due)));
         }
         Ok(changes)
+    }
+
+    /// Like [`SyncEngine::write`], for a driver that keeps a write-ahead journal: the write
+    /// asks for no [`Step::Persist`]. Instead the driver appends the returned changes to its
+    /// journal and acknowledges the write once that append is durable; after a restart it
+    /// hands every entry newer than the checkpoint to [`SyncEngine::replay_journaled`].
+    ///
+    /// A browser store needs this: a checkpoint holds the whole replica, while a journal
+    /// entry holds one transaction, so acknowledging a write costs bytes in proportion to the
+    /// write, not to the database. The driver folds the journal into a checkpoint now and then
+    /// (and on every [`Step::Persist`]), dropping the entries the checkpoint holds.
+    pub fn write_journaled(
+        &mut self,
+        local_wall_millis: u64,
+        f: impl FnOnce(&mut Writer<'_>) -> Result<(), crate::WriteError>,
+    ) -> Result<State, SyncError> {
+        let was_dirty = self.dirty;
+        let known_collections = self.collections.len();
+        let changes = self.write(local_wall_millis, f)?;
+        // A newly synced collection changes the durable sync state, not only the replica:
+        // that still asks for a checkpoint.
+        self.dirty = was_dirty || self.collections.len() != known_collections;
+        Ok(changes)
+    }
+
+    /// Re-applies a journaled write (see [`SyncEngine::write_journaled`]) after a restart:
+    /// joins it into the replica, moves the clock past its stamps so later writes win over
+    /// it, and queues it for pushing again. Replaying an entry the bucket already holds is
+    /// harmless: merge is idempotent, and so is pushing the same entries twice.
+    pub fn replay_journaled(&mut self, local_wall_millis: u64, changes: &State) -> Changed {
+        let own = changes.version_vector().get(&self.device());
+        self.replica.clock_mut().restore(own);
+        let changed = self.replica.merge(changes, local_wall_millis);
+        for name in changes.collection_names() {
+            self.subscribe(name);
+            let collection = self.collections.get_mut(name).expect("subscribed above");
+            collection.outbox.push(changes.collection(name));
+        }
+        if !changes.is_empty() {
+            self.push_due_at = Some(0);
+        }
+        changed
+    }
+
+    /// Binds a device that has not joined any space yet to `space`, pinning `server_key`.
+    /// A browser store is usable before it connects: its writes wait in the outbox under a
+    /// placeholder space and are pushed to the space it joins. Joining again with the same
+    /// space and key is a no-op; a store that already belongs to another space or server is
+    /// refused, so two spaces' data never mix.
+    pub fn join(&mut self, space: &str, server_key: ServerPublicKey) -> Result<(), SyncError> {
+        match self.server_key {
+            Some(pinned) if pinned != server_key => return Err(SyncError::ServerKeyChanged),
+            Some(_) if self.config.space != space => {
+                return Err(SyncError::OtherSpace {
+                    joined: self.config.space.clone(),
+                    requested: space.to_string(),
+                });
+            }
+            Some(_) => return Ok(()),
+            None => {}
+        }
+        crate::validate_space_id(space).map_err(|e| SyncError::BadGrant(e.to_string()))?;
+        self.config.space = space.to_string();
+        self.server_key = Some(server_key);
+        self.grant = None;
+        self.dirty = true;
+        Ok(())
     }
 
     /// Write transactions not yet in the bucket.

@@ -277,6 +277,16 @@ pub enum SyncError {
     /// A checkpoint belongs to another space or device.
     #[error("checkpoint is for {0}")]
     CheckpointMismatch(String),
+    /// The device already belongs to another space.
+    #[error(
+        "this store already syncs space {joined:?}; open a store under another name to join {requested:?}"
+    )]
+    OtherSpace {
+        /// The space joined before.
+        joined: String,
+        /// The space asked for.
+        requested: String,
+    },
 }
 
 impl SyncError {
@@ -295,6 +305,7 @@ impl SyncError {
             SyncError::Replayed { .. } => "sync.replayed_pack",
             SyncError::BadCheckpoint(_) => "sync.bad_checkpoint",
             SyncError::CheckpointMismatch(_) => "sync.checkpoint_mismatch",
+            SyncError::OtherSpace { .. } => "sync.other_space",
         }
     }
 }
