@@ -278,6 +278,12 @@ impl State {
         self.collections.keys().map(|k| &**k)
     }
 
+    /// The (collection, id) of every document with an entry here: for a transaction's
+    /// changes, the documents it touched.
+    pub fn document_ids(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.documents().map(|(collection, id, _)| (collection, id))
+    }
+
     pub(crate) fn documents(&self) -> impl Iterator<Item = (&str, &str, &Document)> {
         self.collections
             .iter()

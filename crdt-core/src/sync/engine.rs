@@ -381,6 +381,24 @@ impl SyncEngine {
         changed
     }
 
+    /// Forgets `collection` on this device (see [`Replica::evict_collection`]); asks for a
+    /// [`Step::Persist`]. Its packs are still read, and their entries dropped on merge.
+    pub fn evict_collection(&mut self, collection: &str) -> usize {
+        self.dirty = true;
+        self.replica.evict_collection(collection)
+    }
+
+    /// Forgets some documents on this device (see [`Replica::evict_documents`]); asks for a
+    /// [`Step::Persist`].
+    pub fn evict_documents<'i>(
+        &mut self,
+        collection: &str,
+        ids: impl IntoIterator<Item = &'i str>,
+    ) -> usize {
+        self.dirty = true;
+        self.replica.evict_documents(collection, ids)
+    }
+
     /// Binds a device that has not joined any space yet to `space`, pinning `server_key`.
     /// A browser store is usable before it connects: its writes wait in the outbox under a
     /// placeholder space and are pushed to the space it joins. Joining again with the same
