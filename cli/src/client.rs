@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use tidemark_core::sync::{
     HttpMethod, HttpOutcome, HttpRequest, RequestId, Step, SyncConfig, SyncEngine, SyncEvent,
 };
-use tidemark_core::{DeviceId, DeviceKey, ServerPublicKey, SpaceKey, State, Writer};
-use tokio::sync::mpsc;
+use tidemark_core::{DeviceId, DeviceKey, ServerPublicKey, SpaceKey, State, WriteError, Writer};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::api::{Api, ApiError};
 use crate::events::{ServerEvent, read_events};
@@ -42,6 +42,9 @@ pub enum ClientError {
     /// A sync did not finish in time.
     #[error("sync did not finish within {0:?}; {1}")]
     Timeout(Duration, String),
+    /// A write sent through a [`WriteQueue`] found no client watching to make it.
+    #[error("the client is not watching; the write was not made")]
+    NotWatching,
 }
 
 /// What a device remembers about where it syncs: `profile.json` in its folder (mode 0600, it
@@ -133,8 +136,12 @@ impl Default for ClientOptions {
 pub struct Traffic {
     /// Requests sent.
     pub requests: AtomicU64,
+    /// Of those, PUTs: the requests object stores charge most for.
+    pub puts: AtomicU64,
     /// GETs answered 304.
     pub not_modified: AtomicU64,
+    /// GETs answered 404: levels never written.
+    pub not_found: AtomicU64,
     /// Body bytes sent (PUTs).
     pub bytes_sent: AtomicU64,
     /// Body bytes received (GETs).
@@ -166,6 +173,62 @@ enum Done {
     StreamDown,
 }
 
+/// A write transaction, as [`Client::write`] takes it, boxed to travel to another task.
+type Transaction = Box<dyn FnOnce(&mut Writer<'_>) -> Result<(), WriteError> + Send>;
+
+/// A write waiting in a [`WriteInbox`], with where its outcome goes.
+struct QueuedWrite {
+    transaction: Transaction,
+    outcome: oneshot::Sender<Result<State, ClientError>>,
+}
+
+/// Hands write transactions to a client that is in [`Client::watch_with_writes`]. `watch`
+/// holds the client for as long as it runs, so this is how an app writes on a device that
+/// stays live (announcements, pushes soon after each write) while its user edits.
+#[derive(Clone, Debug)]
+pub struct WriteQueue {
+    sender: mpsc::UnboundedSender<QueuedWrite>,
+}
+
+/// The receiving end of a [`WriteQueue`], given to [`Client::watch_with_writes`].
+#[derive(Debug)]
+pub struct WriteInbox {
+    receiver: mpsc::UnboundedReceiver<QueuedWrite>,
+}
+
+impl WriteQueue {
+    /// A queue and the inbox its writes arrive in.
+    pub fn new() -> (WriteQueue, WriteInbox) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        (WriteQueue { sender }, WriteInbox { receiver })
+    }
+
+    /// Runs `transaction` on the watching client as [`Client::write`] does: once this returns
+    /// `Ok`, the write is stored durably and will reach the bucket. Fails with
+    /// [`ClientError::NotWatching`] if the inbox was dropped (the watch ended) first.
+    pub async fn write(
+        &self,
+        transaction: impl FnOnce(&mut Writer<'_>) -> Result<(), WriteError> + Send + 'static,
+    ) -> Result<State, ClientError> {
+        let (outcome, made) = oneshot::channel();
+        let queued = QueuedWrite {
+            transaction: Box::new(transaction),
+            outcome,
+        };
+        self.sender
+            .send(queued)
+            .map_err(|_| ClientError::NotWatching)?;
+        made.await.map_err(|_| ClientError::NotWatching)?
+    }
+}
+
+impl WriteInbox {
+    /// An inbox no write ever arrives in: watching without local writes.
+    fn closed() -> WriteInbox {
+        WriteQueue::new().1
+    }
+}
+
 /// Milliseconds since the Unix epoch, from the system clock.
 pub fn now_millis() -> u64 {
     SystemTime::now()
@@ -183,14 +246,22 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ClientError + '_ {
 /// Splits a join link (`https://host/#join=tmi_…`) into server and invite code; a bare code
 /// needs `server`.
 pub fn parse_join(link: &str, server: Option<&str>) -> Result<(String, String), ClientError> {
-    if let Some((base, code)) = link.split_once("#join=") {
-        let base = base.trim_end_matches('/');
-        return Ok((server.unwrap_or(base).to_string(), code.to_string()));
+    // Links are pasted: a stray space or newline around them is not part of the code.
+    let link = link.trim();
+    let server = server.map(str::trim).filter(|s| !s.is_empty());
+    let (base, code) = match link.split_once("#join=") {
+        Some((base, code)) => (Some(base.trim_end_matches('/')), code),
+        None => (None, link),
+    };
+    if code.is_empty() {
+        return Err(ClientError::Profile(
+            "the join link or code holds no invite code".into(),
+        ));
     }
-    let server = server.ok_or_else(|| {
+    let server = server.or(base.filter(|b| !b.is_empty())).ok_or_else(|| {
         ClientError::Profile("give the join link (…/#join=…) or --server with the code".into())
     })?;
-    Ok((server.to_string(), link.to_string()))
+    Ok((server.to_string(), code.to_string()))
 }
 
 impl Client {
@@ -407,12 +478,26 @@ impl Client {
         self.engine.sync_now(now_millis());
         let rounds = self.engine.status().rounds;
         let deadline = tokio::time::Instant::now() + limit;
-        self.drive(
-            |engine| engine.status().rounds > rounds && engine.is_idle(),
-            deadline,
-            limit,
-        )
-        .await
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut pending = 0usize;
+        loop {
+            pending += self.turn(&tx, &mut |_, _| {})?;
+            let engine = &self.engine;
+            if pending == 0 && engine.status().rounds > rounds && engine.is_idle() {
+                return Ok(());
+            }
+            tokio::select! {
+                done = rx.recv() => {
+                    pending -= 1;
+                    self.complete(done.expect("the loop holds a sender"))?;
+                }
+                _ = tokio::time::sleep_until(self.wakeup().min(deadline)) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(self.timed_out(limit));
+                    }
+                }
+            }
+        }
     }
 
     /// Syncs continuously with announcements from the server's event stream, until `stop`
@@ -420,6 +505,19 @@ impl Client {
     pub async fn watch(
         &mut self,
         stop: impl std::future::Future<Output = ()>,
+        on_event: impl FnMut(&SyncEngine, &SyncEvent),
+    ) -> Result<(), ClientError> {
+        self.watch_with_writes(stop, WriteInbox::closed(), on_event)
+            .await
+    }
+
+    /// [`Client::watch`], also making the writes that arrive in `writes` (from a
+    /// [`WriteQueue`]) as they come; each is pushed after the engine's push delay, like any
+    /// write. Writes still queued when `stop` resolves are not made.
+    pub async fn watch_with_writes(
+        &mut self,
+        stop: impl std::future::Future<Output = ()>,
+        mut writes: WriteInbox,
         mut on_event: impl FnMut(&SyncEngine, &SyncEvent),
     ) -> Result<(), ClientError> {
         tokio::pin!(stop);
@@ -427,35 +525,30 @@ impl Client {
         let mut stream = Some(self.spawn_event_stream(tx.clone()));
         self.engine.sync_now(now_millis());
         loop {
-            self.run_steps(&tx)?;
-            for event in self.engine.take_events() {
-                on_event(&self.engine, &event);
-                self.events.push(event);
-            }
-            if let Some(error) = self.engine.stopped() {
-                return Err(ClientError::Sync(error.clone()));
-            }
-            let wake = self.wakeup();
+            self.turn(&tx, &mut on_event)?;
             tokio::select! {
                 _ = &mut stop => break,
-                done = rx.recv() => {
-                    let done = done.expect("the loop holds a sender");
-                    if let Done::StreamDown = done {
+                done = rx.recv() => match done.expect("the loop holds a sender") {
+                    Done::StreamDown => {
                         self.engine.set_live(false);
                         // Reconnect after a pause; polling covers the gap.
-                        let tx = tx.clone();
                         stream = None;
+                        let tx = tx.clone();
                         tokio::spawn(async move {
                             tokio::time::sleep(Duration::from_secs(1)).await;
                             let _ = tx.send(Done::Server(ServerEvent::Reconnect));
                         });
-                    } else if let Done::Server(ServerEvent::Reconnect) = done {
-                        stream = Some(self.spawn_event_stream(tx.clone()));
-                    } else {
-                        self.complete(done)?;
                     }
+                    Done::Server(ServerEvent::Reconnect) => {
+                        stream = Some(self.spawn_event_stream(tx.clone()));
+                    }
+                    done => self.complete(done)?,
+                },
+                // Disabled while no write arrives, and for good once every queue is dropped.
+                Some(write) = writes.receiver.recv() => {
+                    let _ = write.outcome.send(self.write(write.transaction));
                 }
-                _ = tokio::time::sleep_until(wake) => {}
+                _ = tokio::time::sleep_until(self.wakeup()) => {}
             }
         }
         if let Some(stream) = stream {
@@ -493,50 +586,41 @@ impl Client {
         tokio::time::Instant::now() + wait
     }
 
-    async fn drive(
+    /// One turn of the driver loop, the same for `sync` and `watch`: takes every step the
+    /// engine has now, hands its events to `on_event` and keeps them for
+    /// [`Client::take_events`], and fails once syncing has stopped for good. Returns how many
+    /// tasks were started.
+    fn turn(
         &mut self,
-        done_when: impl Fn(&SyncEngine) -> bool,
-        deadline: tokio::time::Instant,
-        limit: Duration,
-    ) -> Result<(), ClientError> {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut pending = 0usize;
-        loop {
-            pending += self.run_steps(&tx)?;
-            self.events.extend(self.engine.take_events());
-            if let Some(error) = self.engine.stopped() {
-                return Err(ClientError::Sync(error.clone()));
-            }
-            if pending == 0 && done_when(&self.engine) {
-                return Ok(());
-            }
-            let wake = self.wakeup().min(deadline);
-            tokio::select! {
-                done = rx.recv() => {
-                    pending -= 1;
-                    self.complete(done.expect("the loop holds a sender"))?;
-                }
-                _ = tokio::time::sleep_until(wake) => {
-                    if tokio::time::Instant::now() >= deadline {
-                        let status = self.engine.status();
-                        let problems: Vec<String> = self
-                            .events
-                            .iter()
-                            .rev()
-                            .filter_map(|e| match e {
-                                SyncEvent::Problem(p) => Some(format!("{} ({})", p, p.code())),
-                                _ => None,
-                            })
-                            .take(3)
-                            .collect();
-                        return Err(ClientError::Timeout(
-                            limit,
-                            format!("{status:?}; last problems: {problems:?}"),
-                        ));
-                    }
-                }
-            }
+        tx: &mpsc::UnboundedSender<Done>,
+        on_event: &mut impl FnMut(&SyncEngine, &SyncEvent),
+    ) -> Result<usize, ClientError> {
+        let started = self.run_steps(tx)?;
+        for event in self.engine.take_events() {
+            on_event(&self.engine, &event);
+            self.events.push(event);
         }
+        match self.engine.stopped() {
+            Some(error) => Err(ClientError::Sync(error.clone())),
+            None => Ok(started),
+        }
+    }
+
+    /// The error of a sync that ran out of time, with what the engine was doing and its last
+    /// problems: the clues to why.
+    fn timed_out(&self, limit: Duration) -> ClientError {
+        let status = self.engine.status();
+        let problems: Vec<String> = self
+            .events
+            .iter()
+            .rev()
+            .filter_map(|e| match e {
+                SyncEvent::Problem(p) => Some(format!("{} ({})", p, p.code())),
+                _ => None,
+            })
+            .take(3)
+            .collect();
+        ClientError::Timeout(limit, format!("{status:?}; last problems: {problems:?}"))
     }
 
     /// Takes every step the engine has now. Returns how many tasks were started.
@@ -655,6 +739,7 @@ async fn send(http: &reqwest::Client, traffic: &Traffic, request: HttpRequest) -
             }
         }
         HttpMethod::Put => {
+            traffic.puts.fetch_add(1, Ordering::Relaxed);
             traffic
                 .bytes_sent
                 .fetch_add(request.body.len() as u64, Ordering::Relaxed);
@@ -681,8 +766,13 @@ async fn send(http: &reqwest::Client, traffic: &Traffic, request: HttpRequest) -
     let retry_after_secs = header("retry-after").and_then(|v| v.parse().ok());
     match response.bytes().await {
         Ok(body) => {
-            if status == 304 {
-                traffic.not_modified.fetch_add(1, Ordering::Relaxed);
+            let counted = match status {
+                304 => Some(&traffic.not_modified),
+                404 => Some(&traffic.not_found),
+                _ => None,
+            };
+            if let Some(counter) = counted {
+                counter.fetch_add(1, Ordering::Relaxed);
             }
             traffic
                 .bytes_received
@@ -719,4 +809,75 @@ fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> Result<(), Clie
     file.sync_all().map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn joined(link: &str, server: Option<&str>) -> (String, String) {
+        parse_join(link, server).unwrap_or_else(|e| panic!("{link:?}, {server:?}: {e}"))
+    }
+
+    fn refused(link: &str, server: Option<&str>) -> String {
+        match parse_join(link, server) {
+            Ok(parsed) => panic!("{link:?}, {server:?} was accepted as {parsed:?}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_join_link_names_its_server_and_code() {
+        let expected = ("https://tide.example".to_string(), "tmi_abc123".to_string());
+        assert_eq!(
+            joined("https://tide.example/#join=tmi_abc123", None),
+            expected
+        );
+        assert_eq!(
+            joined("https://tide.example#join=tmi_abc123", None),
+            expected
+        );
+        // Pasted with the newline of the message it came in.
+        assert_eq!(
+            joined(" https://tide.example/#join=tmi_abc123\n", None),
+            expected
+        );
+        // A server below a path keeps its path.
+        assert_eq!(
+            joined("http://127.0.0.1:8787/tidemark/#join=tmi_x", None),
+            ("http://127.0.0.1:8787/tidemark".into(), "tmi_x".into())
+        );
+    }
+
+    #[test]
+    fn server_given_with_a_link_overrides_the_links_host() {
+        // The host in the link may be a public name that this machine reaches otherwise.
+        assert_eq!(
+            joined(
+                "https://tide.example/#join=tmi_abc",
+                Some("http://10.0.0.5:8787")
+            ),
+            ("http://10.0.0.5:8787".into(), "tmi_abc".into())
+        );
+    }
+
+    #[test]
+    fn a_bare_code_needs_the_server() {
+        assert_eq!(
+            joined("tmi_abc123", Some("http://127.0.0.1:8787")),
+            ("http://127.0.0.1:8787".into(), "tmi_abc123".into())
+        );
+        assert!(refused("tmi_abc123", None).contains("--server"));
+        assert!(refused("tmi_abc123", Some("  ")).contains("--server"));
+        // A link cut down to its fragment has lost its server.
+        assert!(refused("#join=tmi_abc123", None).contains("--server"));
+    }
+
+    #[test]
+    fn a_link_or_code_without_a_code_is_refused() {
+        for link in ["", "   ", "https://tide.example/#join=", "#join="] {
+            let error = refused(link, Some("http://127.0.0.1:8787"));
+            assert!(error.contains("no invite code"), "{link:?}: {error}");
+        }
+    }
 }

@@ -14,4 +14,4 @@ pub mod events;
 pub mod inspect;
 pub mod jsonl;
 
-pub use client::{Client, ClientError, ClientOptions, Storage};
+pub use client::{Client, ClientError, ClientOptions, Storage, WriteInbox, WriteQueue};

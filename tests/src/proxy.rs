@@ -33,6 +33,8 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufR
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::random::SplitMix64;
+
 /// Longest request or response head (start line plus headers) the proxy accepts.
 const MAX_HEAD_BYTES: u64 = 64 * 1024;
 
@@ -244,25 +246,6 @@ impl Shared {
 
     fn record_fault(&self) {
         lock(&self.stats).faults_injected += 1;
-    }
-}
-
-/// splitmix64: tiny, fast, and good enough to spread test faults; seeded so runs replay.
-#[derive(Debug)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0.0..1.0`: the top 53 bits as the mantissa.
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 }
 
@@ -759,21 +742,6 @@ fn synthetic_response(status: u16, method: &str, marker: &str, close: bool) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn splitmix64_is_deterministic_per_seed_and_in_unit_interval() {
-        let mut a = SplitMix64(42);
-        let mut b = SplitMix64(42);
-        let mut c = SplitMix64(43);
-        let xs: Vec<f64> = (0..1000).map(|_| a.next_f64()).collect();
-        let ys: Vec<f64> = (0..1000).map(|_| b.next_f64()).collect();
-        let zs: Vec<f64> = (0..1000).map(|_| c.next_f64()).collect();
-        assert_eq!(xs, ys);
-        assert_ne!(xs, zs);
-        assert!(xs.iter().all(|x| (0.0..1.0).contains(x)));
-        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
-        assert!((0.45..0.55).contains(&mean), "mean {mean}");
-    }
 
     #[tokio::test]
     async fn chunked_body_is_kept_verbatim_and_counted_as_payload() {

@@ -22,27 +22,33 @@ fn workspace() -> PathBuf {
 
 /// The server binary: `TIDEMARK_SERVER_BIN`, else built by cargo into the workspace target.
 pub fn server_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("TIDEMARK_SERVER_BIN") {
+    binary("TIDEMARK_SERVER_BIN", "tidemark-server", "tidemark-server")
+}
+
+/// The `tidemark` command: `TIDEMARK_CLI_BIN`, else built by cargo into the workspace target.
+pub fn cli_binary() -> PathBuf {
+    binary("TIDEMARK_CLI_BIN", "tidemark-cli", "tidemark")
+}
+
+/// The binary named by the variable `env`, else `bin` of `package`, built now (debug): a
+/// suite can only run another package's binaries by building them itself.
+fn binary(env: &str, package: &str, bin: &str) -> PathBuf {
+    if let Ok(path) = std::env::var(env) {
         return PathBuf::from(path);
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--package",
-            "tidemark-server",
-            "--bin",
-            "tidemark-server",
-        ])
+        .args(["build", "--quiet", "--package", package, "--bin", bin])
         .current_dir(workspace())
         .status()
-        .expect("run cargo build for the server");
-    assert!(status.success(), "building tidemark-server failed");
+        .unwrap_or_else(|e| panic!("run cargo build for {bin}: {e}"));
+    assert!(status.success(), "building {bin} failed");
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| workspace().join("target"));
-    target.join("debug/tidemark-server")
+    target
+        .join("debug")
+        .join(format!("{bin}{}", std::env::consts::EXE_SUFFIX))
 }
 
 /// A port free right now on 127.0.0.1.
@@ -54,12 +60,13 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// An independent S3 server (s3s-fs, installed by `cargo xtask test`) in its own process.
+/// An independent S3 server (s3s-fs, installed by `cargo xtask test`) in its own process,
+/// with one empty bucket; killed when dropped. The server's own tests use it too.
 #[derive(Debug)]
 pub struct ExternalS3 {
     /// Its endpoint.
     pub endpoint: String,
-    /// Where it keeps objects.
+    /// Where it keeps objects, and its log (`s3s-fs.log`).
     pub root: TempDir,
     child: Child,
 }
@@ -74,8 +81,10 @@ impl Drop for ExternalS3 {
 impl ExternalS3 {
     /// The bucket the server uses in it.
     pub const BUCKET: &str = "tidemark-ext";
-    const ACCESS_KEY: &str = "EXTERNALKEY";
-    const SECRET_KEY: &str = "external-secret-key";
+    /// The access key it accepts.
+    pub const ACCESS_KEY: &str = "EXTERNALKEY";
+    /// The secret key that goes with [`ExternalS3::ACCESS_KEY`].
+    pub const SECRET_KEY: &str = "external-secret-key";
 
     /// Starts s3s-fs with an empty bucket.
     pub async fn start() -> ExternalS3 {
@@ -84,10 +93,13 @@ impl ExternalS3 {
             .unwrap_or_else(|_| workspace().join("target/tools/s3s-fs/bin/s3s-fs"));
         assert!(
             binary.is_file(),
-            "the independent S3 server is missing: run `cargo xtask test` or set TIDEMARK_S3S_FS_BIN"
+            "the independent S3 server is missing: run `cargo xtask test` (it installs s3s-fs \
+             into target/tools) or set TIDEMARK_S3S_FS_BIN"
         );
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join(Self::BUCKET)).unwrap();
+        // Kept beside the objects: when a test fails, the store's side of the story.
+        let log = std::fs::File::create(root.path().join("s3s-fs.log")).unwrap();
         let port = free_port();
         let child = Command::new(binary)
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
@@ -99,25 +111,31 @@ impl ExternalS3 {
             ])
             .arg(root.path())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start s3s-fs");
-        wait_for_port(port).await;
-        ExternalS3 {
+        let mut external = ExternalS3 {
             endpoint: format!("http://127.0.0.1:{port}"),
             root,
             child,
-        }
+        };
+        wait_for_port(port, &mut external.child).await;
+        external
     }
 }
 
-async fn wait_for_port(port: u16) {
+/// Waits until `child` listens on `port`. Panics if nothing does within 10 s or `child` exited;
+/// callers hold `child` in a value that kills it when dropped, so the panic kills it too.
+async fn wait_for_port(port: u16, child: &mut Child) {
     for _ in 0..400 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .is_ok()
         {
             return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the process meant to listen on port {port} exited: {status}");
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -185,13 +203,14 @@ impl ServerProcess {
             command.args(["--public-url", origin]);
         }
         let child = command.spawn().expect("start tidemark-server");
-        wait_for_port(port).await;
-        ServerProcess {
+        let mut server = ServerProcess {
             url,
             addr: ([127, 0, 0, 1], port).into(),
             data,
             child,
-        }
+        };
+        wait_for_port(port, &mut server.child).await;
+        server
     }
 
     /// An admin's API client.

@@ -3,10 +3,8 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use axum::Router;
 use axum::body::Body;
@@ -18,89 +16,11 @@ use tidemark_core::{DeviceId, DeviceKey, registration_message};
 use tidemark_server::clock::{Clock, ManualClock};
 use tidemark_server::config::Config;
 use tidemark_server::state::AppState;
+// From the end-to-end harness, so that both suites start s3s-fs the same way.
+use tidemark_tests::server::ExternalS3;
 use tower::ServiceExt;
 
 pub const ADMIN_SECRET: &str = "test-admin-secret-0123456789";
-
-/// An S3-compatible server in its own process: the `s3s-fs` binary from crates.io, installed
-/// by `cargo xtask test` (or found through `TIDEMARK_S3S_FS_BIN`).
-pub struct ExternalS3 {
-    pub endpoint: String,
-    pub bucket: String,
-    pub access_key: String,
-    pub secret_key: String,
-    pub root: TempDir,
-    child: Child,
-}
-
-impl Drop for ExternalS3 {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn s3s_fs_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("TIDEMARK_S3S_FS_BIN") {
-        return PathBuf::from(path);
-    }
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let installed = workspace.join("target/tools/s3s-fs/bin/s3s-fs");
-    assert!(
-        installed.is_file(),
-        "the independent S3 server is missing: run `cargo xtask test` (it installs s3s-fs into \
-         target/tools) or set TIDEMARK_S3S_FS_BIN"
-    );
-    installed
-}
-
-impl ExternalS3 {
-    pub async fn start() -> ExternalS3 {
-        let root = tempfile::tempdir().unwrap();
-        let bucket = "tidemark-ext".to_owned();
-        std::fs::create_dir_all(root.path().join(&bucket)).unwrap();
-        let port = free_port();
-        let (access_key, secret_key) = ("EXTERNALKEY".to_owned(), "external-secret-key".to_owned());
-        let log = std::fs::File::create(root.path().join("s3s-fs.log")).unwrap();
-        let child = Command::new(s3s_fs_binary())
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", &access_key, "--secret-key", &secret_key])
-            .arg(root.path())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start s3s-fs");
-        let endpoint = format!("http://127.0.0.1:{port}");
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return ExternalS3 {
-                    endpoint,
-                    bucket,
-                    access_key,
-                    secret_key,
-                    root,
-                    child,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        let mut child = child;
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("s3s-fs did not start listening on {endpoint}");
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Which object store a server under test uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,11 +71,11 @@ fn config(data: &TempDir, external: Option<&ExternalS3>, extra: &[&str]) -> Conf
                 "--s3-endpoint",
                 &s3.endpoint,
                 "--s3-bucket",
-                &s3.bucket,
+                ExternalS3::BUCKET,
                 "--s3-access-key-id",
-                &s3.access_key,
+                ExternalS3::ACCESS_KEY,
                 "--s3-secret-access-key",
-                &s3.secret_key,
+                ExternalS3::SECRET_KEY,
                 "--s3-path-style",
                 "--key-prefix",
                 "apps/test",
