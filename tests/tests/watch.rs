@@ -83,14 +83,11 @@ async fn writes_queued_to_a_watching_device_are_pushed_without_a_sync_call() {
 
 /// The first write to a collection the device does not sync yet subscribes it; the engine
 /// then needs a grant covering it and must read the device's own levels there before it
-/// pushes. It reads them only at the start of a polling round; the rounds that start with the
-/// watch and with the event stream's hello run before the covering grant arrives, and drop
-/// those reads for want of URLs, so the push waits for the next round: 5 minutes away on a
-/// live device. (`sync` shows it mildly: not live, the next round is a second or two away, so
-/// its first sync of a write to a new collection takes about 2 s instead of 40 ms.)
+/// pushes. The engine once read them only at the start of a polling round; the rounds that
+/// start with the watch ran before the covering grant arrived and dropped those reads for
+/// want of URLs, so the push waited for the next round: 5 minutes away on a live device.
+/// Now the covering grant itself asks for the reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "sync engine (crdt-core): a live device's first write to a new collection waits for \
-            the next polling round"]
 async fn a_watching_devices_first_write_to_a_new_collection_is_pushed_promptly() {
     let server = ServerProcess::start(ServerOptions::default()).await;
     let writer = server

@@ -653,10 +653,28 @@ impl SyncEngine {
             Some(old) => grant.authors.difference(&old.authors).count(),
             None => grant.authors.len(),
         };
-        if new_authors > 0 {
-            // New devices: read them now rather than at the next round.
+        let newly_covered: Vec<String> = self
+            .collections
+            .keys()
+            .filter(|c| grant.covers(c) && !self.grant.as_ref().is_some_and(|old| old.covers(c)))
+            .cloned()
+            .collect();
+        if new_authors > 0 || !newly_covered.is_empty() {
+            // New devices or collections: read them now rather than at the next round.
             self.round.next_at = self.round.next_at.min(local_wall_millis);
             self.round.interval = self.config.poll_min_millis;
+        }
+        // A collection first written while a round was under way (before any grant covered
+        // it) must read its own levels back before it can push: do that now, not at the
+        // next round, which may be minutes away on a live device.
+        let me = self.key.device_id();
+        for name in &newly_covered {
+            let collection = self.collections.get_mut(name).expect("listed above");
+            if !collection.own_levels_read {
+                for level in collection.remote(me) {
+                    level.wanted = true;
+                }
+            }
         }
         self.grant = Some(grant);
         self.dirty = true;
