@@ -3,21 +3,29 @@
 //! Every task is a plain sequence of commands, printed before it runs, so anything CI does can
 //! be reproduced by hand. Tasks install what they need (the wasm32 target) when it is missing.
 //!
-//! - `test`: formatting, clippy (native and wasm32), every test, docs with warnings denied.
+//! - `test`: formatting, clippy (native and wasm32), every test (the browser tests in headless
+//!   Chromium, installed from Debian's packages when missing), docs with warnings denied.
 //!   Installs the independent S3 server the server's tests run against (s3s-fs, from
 //!   crates.io, into `target/tools/`) when it is missing.
 //! - `bench`: the core benchmark, printing a table of figures.
+//! - `npm`: the npm package `tidemark`: the release wasm, its bindings and the hand-written
+//!   JavaScript and types of `wasm/js/`, packed into `target/npm/tidemark-<version>.tgz`.
 //! - `load`: the server's load figures (grants per second, announce-to-SSE latency with 1,000
 //!   subscribers, memory), against a release build of the real binary.
+//! - `sync-figures`: the sync figures (requests and bytes per write, time to converge and
+//!   what the bucket holds for 20 devices x 1,000 writes; write-to-visible latency between two
+//!   live devices), native clients against a release build of the real server.
 
 use std::env;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod wasm;
+
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 /// Crates that must build for the browser.
-const WASM_CRATES: &[&str] = &["tidemark-core"];
+const WASM_CRATES: &[&str] = &["tidemark-core", "tidemark-wasm"];
 /// The independent S3-compatible server of the server's tests, pinned: newer releases need a
 /// newer rustc than the workspace's.
 const S3S_FS_VERSION: &str = "0.14.1";
@@ -28,13 +36,22 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("bench") => bench(),
         Some("load") => load(),
+        Some("npm") => wasm::npm_package().map(|_| ()),
+        Some("sync-figures") => sync_figures(),
         _ => {
-            eprintln!("usage: cargo xtask <test|bench|load>");
+            eprintln!("usage: cargo xtask <test|bench|load|npm|sync-figures>");
             eprintln!(
                 "  test   fmt check, clippy (native + wasm32), all tests, docs (-D warnings)"
             );
             eprintln!("  bench  core benchmarks (release build), printing a table");
             eprintln!("  load   server load figures (release build), printing tables");
+            eprintln!(
+                "  npm    the npm package `tidemark` (release wasm), packed into target/npm/"
+            );
+            eprintln!(
+                "  sync-figures  sync cost and latency with native clients (release build), \
+                 printing tables"
+            );
             return ExitCode::from(2);
         }
     };
@@ -82,13 +99,17 @@ fn test() -> TaskResult {
     }
     let mut tests = cargo(&["test", "--workspace"]);
     tests.env("TIDEMARK_S3S_FS_BIN", &s3s_fs);
-    // `cargo test --workspace` builds the server binary (its package has integration tests)
-    // with the workspace's features; the convergence suite runs that very binary.
-    let target = env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    tests.env("TIDEMARK_SERVER_BIN", target.join("debug/tidemark-server"));
+    // `cargo test --workspace` builds the server and `tidemark` binaries (their packages have
+    // integration tests) with the workspace's features; the end-to-end suites run those very
+    // binaries rather than building their own.
+    tests.env(
+        "TIDEMARK_SERVER_BIN",
+        target_dir().join("debug/tidemark-server"),
+    );
+    tests.env("TIDEMARK_CLI_BIN", target_dir().join("debug/tidemark"));
     step("tests", tests)?;
+    wasm::browser_tests()?;
+    wasm::package_tests()?;
     let mut doc = cargo(&["doc", "--workspace", "--no-deps"]);
     doc.env("RUSTDOCFLAGS", "-D warnings");
     step("docs", doc)?;
@@ -122,6 +143,34 @@ fn load() -> TaskResult {
             "load",
         ]),
     )
+}
+
+fn sync_figures() -> TaskResult {
+    step(
+        "release build of tidemark-server",
+        cargo(&["build", "--release", "--package", "tidemark-server"]),
+    )?;
+    let mut figures = cargo(&[
+        "run",
+        "--release",
+        "--package",
+        "tidemark-tests",
+        "--example",
+        "sync_figures",
+    ]);
+    // Otherwise the example would build the server itself, in debug.
+    figures.env(
+        "TIDEMARK_SERVER_BIN",
+        target_dir().join("release/tidemark-server"),
+    );
+    step("sync figures", figures)
+}
+
+/// Where cargo builds: `CARGO_TARGET_DIR`, else the workspace's `target`.
+fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 fn workspace_root() -> PathBuf {
@@ -162,17 +211,26 @@ fn cargo(args: &[&str]) -> Command {
     command
 }
 
-/// Runs one step, printing its command line and how long it took.
-fn step(name: &str, mut command: Command) -> TaskResult {
+/// Runs one cargo step, printing its command line and how long it took.
+fn step(name: &str, command: Command) -> TaskResult {
+    run(name, command)
+}
+
+/// Runs one step (any program), printing its command line and how long it took.
+fn run(name: &str, mut command: Command) -> TaskResult {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let program = Path::new(&program)
+        .file_name()
+        .map_or(program.clone(), |f| f.to_string_lossy().into_owned());
     let shown: Vec<String> = command
         .get_args()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    println!("\n==> {name}: cargo {}", shown.join(" "));
+    println!("\n==> {name}: {program} {}", shown.join(" "));
     let started = Instant::now();
     let status = command
         .status()
-        .map_err(|e| format!("{name}: could not start cargo: {e}"))?;
+        .map_err(|e| format!("{name}: could not start {program}: {e}"))?;
     if !status.success() {
         return Err(format!("{name} failed ({status})"));
     }

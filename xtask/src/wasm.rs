@@ -1,10 +1,16 @@
 //! The browser side: headless Chromium for tests, the wasm-bindgen test runner, and the npm
 //! package.
 
-use std::path::Path;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Instant;
 
-use crate::{TaskResult, WASM_TARGET, cargo, run, step, target_dir};
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+use crate::{TaskResult, WASM_TARGET, cargo, run, step, target_dir, workspace_root};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -64,4 +70,152 @@ pub(crate) fn browser_tests() -> TaskResult {
         "browser tests (headless Chromium: page and service worker)",
         tests,
     )
+}
+
+/// Builds the npm package and runs `tests/browser/` against it: the package as an app
+/// installs it, in headless Chromium driven by playwright-core.
+pub(crate) fn package_tests() -> TaskResult {
+    ensure_chromium()?;
+    npm_package()?;
+    let dir = workspace_root().join("tests/browser");
+    // Always the tarball just built: npm would otherwise keep an older copy of the same
+    // version (no lockfile, so nothing pins its checksum either).
+    let installed = dir.join("node_modules").join(PACKAGE);
+    if installed.exists() {
+        fs::remove_dir_all(&installed)
+            .map_err(|e| format!("cannot remove {}: {e}", installed.display()))?;
+    }
+    let mut install = Command::new("npm");
+    install
+        .args(["install", "--no-audit", "--no-fund", "--no-package-lock"])
+        .current_dir(&dir);
+    run("install the browser tests' packages", install)?;
+    let mut test = Command::new("npm");
+    test.arg("test").current_dir(&dir);
+    run("npm package tests (headless Chromium)", test)
+}
+
+/// The npm package's name and the bindings' module name.
+const PACKAGE: &str = "tidemark";
+const BINDINGS: &str = "tidemark_wasm";
+/// The hand-written JavaScript and types, copied beside the bindings.
+const JS_FILES: &[&str] = &[
+    "package.json",
+    "index.js",
+    "index.d.ts",
+    "sw.js",
+    "sw.d.ts",
+    "store.js",
+    "protocol.js",
+];
+
+/// Builds the npm package into `target/npm/tidemark/` and packs it as
+/// `target/npm/tidemark-<version>.tgz` (what the demo and the browser tests install);
+/// returns the tarball's path.
+pub(crate) fn npm_package() -> Result<PathBuf, String> {
+    ensure_npm()?;
+    step(
+        "release build of tidemark-wasm",
+        cargo(&[
+            "build",
+            "--package",
+            "tidemark-wasm",
+            "--target",
+            WASM_TARGET,
+            "--profile",
+            "wasm-release",
+        ]),
+    )?;
+    let wasm = target_dir().join(format!("{WASM_TARGET}/wasm-release/{BINDINGS}.wasm"));
+    let out = target_dir().join("npm").join(PACKAGE);
+    if out.exists() {
+        fs::remove_dir_all(&out).map_err(|e| format!("cannot clear {}: {e}", out.display()))?;
+    }
+    let started = Instant::now();
+    let out_arg = out.to_string_lossy().into_owned();
+    let wasm_arg = wasm.to_string_lossy().into_owned();
+    println!(
+        "\n==> bindings: wasm-bindgen --target web --out-dir {out_arg} (names stripped) {wasm_arg}"
+    );
+    wasm_bindgen_cli::wasm_bindgen::run_cli_with_args([
+        "wasm-bindgen",
+        "--target",
+        "web",
+        "--out-dir",
+        &out_arg,
+        "--out-name",
+        BINDINGS,
+        // Function names and tool versions are for debugging, not for shipping.
+        "--remove-name-section",
+        "--remove-producers-section",
+        &wasm_arg,
+    ])
+    .map_err(|e| format!("wasm-bindgen: {e:#}"))?;
+    println!("==> bindings: ok in {:.1?}", started.elapsed());
+    // The generated types describe the raw bindings; the package ships its own.
+    for generated in [
+        format!("{BINDINGS}.d.ts"),
+        format!("{BINDINGS}_bg.wasm.d.ts"),
+    ] {
+        let _ = fs::remove_file(out.join(generated));
+    }
+    let js = workspace_root().join("wasm/js");
+    for file in JS_FILES {
+        fs::copy(js.join(file), out.join(file))
+            .map_err(|e| format!("cannot copy wasm/js/{file}: {e}"))?;
+    }
+    let mut pack = Command::new("npm");
+    pack.args(["pack", "--silent", "--pack-destination", ".."])
+        .current_dir(&out);
+    run("npm pack", pack)?;
+    let version = package_version(&js.join("package.json"))?;
+    let tarball = target_dir().join(format!("npm/{PACKAGE}-{version}.tgz"));
+    print_sizes(&out)?;
+    println!("npm package: {}", tarball.display());
+    Ok(tarball)
+}
+
+/// Fails with a clear message when Node.js and npm are missing (the browser tests and the
+/// demo need them; Debian's `nodejs` and `npm` packages are enough).
+fn ensure_npm() -> TaskResult {
+    let found = Command::new("npm").arg("--version").output();
+    if found.is_ok_and(|o| o.status.success()) {
+        return Ok(());
+    }
+    run("apt-get update", apt(&["update", "-qq"]))?;
+    run(
+        "install nodejs and npm",
+        apt(&["install", "-y", "--no-install-recommends", "nodejs", "npm"]),
+    )
+}
+
+fn package_version(manifest: &Path) -> Result<String, String> {
+    let text = fs::read_to_string(manifest)
+        .map_err(|e| format!("cannot read {}: {e}", manifest.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", manifest.display()))?;
+    json["version"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("{} has no version", manifest.display()))
+}
+
+/// Prints the shipped files' sizes, raw and gzipped (what a browser downloads).
+fn print_sizes(dir: &Path) -> TaskResult {
+    println!("\n{:<24} {:>10} {:>10}", "file", "bytes", "gzipped");
+    let mut total = (0, 0);
+    for file in [format!("{BINDINGS}_bg.wasm"), format!("{BINDINGS}.js")]
+        .iter()
+        .map(String::as_str)
+        .chain(["index.js", "store.js", "protocol.js", "sw.js"])
+    {
+        let bytes = fs::read(dir.join(file)).map_err(|e| format!("cannot read {file}: {e}"))?;
+        let mut gz = GzEncoder::new(Vec::new(), Compression::best());
+        gz.write_all(&bytes).map_err(|e| e.to_string())?;
+        let gzipped = gz.finish().map_err(|e| e.to_string())?.len();
+        println!("{file:<24} {:>10} {:>10}", bytes.len(), gzipped);
+        total = (total.0 + bytes.len(), total.1 + gzipped);
+    }
+    println!("{:<24} {:>10} {:>10}", "total", total.0, total.1);
+    Ok(())
 }

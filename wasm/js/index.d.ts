@@ -1,0 +1,118 @@
+// Types of the npm package `tidemark` (hand-written; `tsc --noEmit` checks them in the tests).
+
+/** A JSON value as stored in a field. */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+/** A document: a plain object with a string `id`. Extend it to type a collection:
+ * `interface Order extends Doc { table: number }` (fields hold JSON values). */
+export interface Doc {
+  id: string;
+}
+
+/** A document of an untyped collection: any JSON fields. */
+export interface AnyDoc extends Doc {
+  [field: string]: Json;
+}
+
+/** A document to store: its `id` may be left out (a random one is made). */
+export type NewDoc<T extends Doc> = Omit<T, 'id'> & { id?: string };
+
+/** A comparison on one field; a bare value means equality. */
+export type Condition =
+  | Json
+  | {
+      '='?: Json;
+      '!='?: Json;
+      '<'?: Json;
+      '<='?: Json;
+      '>'?: Json;
+      '>='?: Json;
+      in?: Json[];
+      exists?: boolean;
+    };
+
+/** A field to order by: `"name"`, `"-name"` (descending), or an object. */
+export type OrderKey = string | { field: string; direction?: 'asc' | 'desc' };
+
+export interface Query {
+  /** Every condition must hold; `id` names the document id. */
+  where?: Record<string, Condition>;
+  orderBy?: OrderKey | OrderKey[];
+  limit?: number;
+  offset?: number;
+  /** Include soft-deleted documents (default false). */
+  includeDeleted?: boolean;
+}
+
+/** Errors are `Error`s with `name` `"TidemarkError"` and a stable `code`, e.g.
+ * `write.not_found`, `write.invalid_field`, `query.invalid`, `store.locked`,
+ * `store.corrupt`, `store.storage`, `store.interrupted`, `sync.other_space`. */
+export interface TidemarkError extends Error {
+  name: 'TidemarkError';
+  code: string;
+}
+
+export interface Collection<T extends Doc = AnyDoc> {
+  readonly name: string;
+  /** Creates or updates a document (a random id is made when `id` is missing); resolves to
+   * the id once the write is stored durably in IndexedDB. */
+  upsert(doc: NewDoc<T>): Promise<string>;
+  /** Sets some fields of an existing document; rejects with `write.not_found` if none. */
+  update(id: string, patch: Partial<Omit<T, 'id'>>): Promise<void>;
+  /** The document, or `undefined` when there is none or it is deleted. */
+  get(id: string): Promise<T | undefined>;
+  /** Soft-deletes a document: it leaves queries until restored. */
+  delete(id: string): Promise<void>;
+  /** Restores a soft-deleted document with the fields it had. */
+  restore(id: string): Promise<void>;
+  /** Adds `by` (an integer, default 1, may be negative) to a counter field. Concurrent
+   * increments from every device add up. */
+  increment(id: string, field: string, by?: number): Promise<void>;
+  find(query?: Query): Promise<T[]>;
+  /** Calls `callback` with the results now and whenever they change, from a write in any
+   * tab or from sync. Returns a function that stops it. */
+  observe(query: Query, callback: (results: T[]) => void): () => void;
+}
+
+export interface Usage {
+  documents: number;
+  registers: number;
+  journalRecords: number;
+  journalBytes: number;
+  /** `navigator.storage.estimate()` for this origin, when the browser has it. */
+  storage: { usage?: number; quota?: number } | null;
+}
+
+export interface Export {
+  device: string;
+  space: string;
+  pendingWrites: number;
+  /** Every document, deleted ones with `_deleted: true`. */
+  collections: Record<string, Array<AnyDoc & { _deleted?: true }>>;
+}
+
+export interface Store {
+  /** This device's id (its public key, hex). */
+  readonly device: string;
+  /** Where the store runs. */
+  readonly mode: 'page' | 'service-worker';
+  collection<T extends Doc = AnyDoc>(name: string): Collection<T>;
+  /** Forgets a collection, or some of its documents, on this device only (nothing is
+   * deleted elsewhere); resolves to how many documents were dropped. */
+  evict(collection: string, ids?: string[]): Promise<number>;
+  usage(): Promise<Usage>;
+  export(): Promise<Export>;
+  /** Resolves once every write made so far is stored. */
+  flushed(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface OpenOptions {
+  /** The store's name (default `"default"`): one IndexedDB database per name. */
+  name?: string;
+  /** `'auto'` (default): the service worker's store when one is registered, else in this
+   * page. */
+  mode?: 'auto' | 'page' | 'service-worker';
+}
+
+export function openStore(options?: OpenOptions): Promise<Store>;
