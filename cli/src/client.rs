@@ -171,6 +171,8 @@ enum Done {
     Announced,
     Server(ServerEvent),
     StreamDown,
+    /// Time to open the event stream again.
+    Reconnect,
 }
 
 /// A write transaction, as [`Client::write`] takes it, boxed to travel to another task.
@@ -536,10 +538,10 @@ impl Client {
                         let tx = tx.clone();
                         tokio::spawn(async move {
                             tokio::time::sleep(Duration::from_secs(1)).await;
-                            let _ = tx.send(Done::Server(ServerEvent::Reconnect));
+                            let _ = tx.send(Done::Reconnect);
                         });
                     }
-                    Done::Server(ServerEvent::Reconnect) => {
+                    Done::Reconnect => {
                         stream = Some(self.spawn_event_stream(tx.clone()));
                     }
                     done => self.complete(done)?,
@@ -699,29 +701,13 @@ impl Client {
                     .on_grant_failed(now, error.status(), &error.to_string())
             }
             Done::Announced | Done::StreamDown => {}
-            Done::Server(event) => match event {
-                ServerEvent::Hello { id } | ServerEvent::Reset { id } => {
-                    self.engine.set_live(true);
-                    self.engine.sync_now(now);
-                    self.last_event_id = id.or(self.last_event_id.take());
+            Done::Server(event) => {
+                self.engine.on_server_event(now, &event);
+                if let Some(id) = event.id() {
+                    self.last_event_id = Some(id.to_string());
                 }
-                ServerEvent::Pack {
-                    id,
-                    device,
-                    collection,
-                    level,
-                    etag,
-                } => {
-                    self.engine
-                        .on_announcement(device, &collection, level, etag.as_deref());
-                    self.last_event_id = id.or(self.last_event_id.take());
-                }
-                ServerEvent::Devices { id } => {
-                    self.engine.on_devices_changed();
-                    self.last_event_id = id.or(self.last_event_id.take());
-                }
-                ServerEvent::Reconnect => {}
-            },
+            }
+            Done::Reconnect => {}
         }
         Ok(())
     }

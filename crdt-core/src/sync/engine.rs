@@ -10,6 +10,7 @@ use crate::replica::{Changed, Replica, Writer};
 use crate::state::State;
 use crate::sync::backoff::Jitter;
 use crate::sync::checkpoint;
+use crate::sync::events::ServerEvent;
 use crate::sync::grant::Grant;
 use crate::sync::levels::{OwnLevel, PlannedWrite, plan_push};
 use crate::sync::{
@@ -679,6 +680,26 @@ impl SyncEngine {
         self.grant = Some(grant);
         self.dirty = true;
         Ok(())
+    }
+
+    /// Hands an event of the server's stream to the engine: `hello` and `reset` mean the
+    /// device is live (announcements flow) and may have missed some, so everything is polled
+    /// now; `pack` names a level to read; `devices` asks for a new grant.
+    pub fn on_server_event(&mut self, local_wall_millis: u64, event: &ServerEvent) {
+        match event {
+            ServerEvent::Hello { .. } | ServerEvent::Reset { .. } => {
+                self.set_live(true);
+                self.sync_now(local_wall_millis);
+            }
+            ServerEvent::Pack {
+                device,
+                collection,
+                level,
+                etag,
+                ..
+            } => self.on_announcement(*device, collection, *level, etag.as_deref()),
+            ServerEvent::Devices { .. } => self.on_devices_changed(),
+        }
     }
 
     /// The grant request failed: `status` is the server's HTTP status, or `None` if it could

@@ -18,6 +18,7 @@
 mod backoff;
 mod checkpoint;
 mod engine;
+mod events;
 mod grant;
 mod levels;
 
@@ -25,6 +26,7 @@ use std::collections::BTreeSet;
 
 pub use backoff::RetryPolicy;
 pub use engine::{SyncEngine, SyncStatus};
+pub use events::{EventStream, ServerEvent, parse_event};
 
 use crate::device::{DeviceId, SpaceKey};
 use crate::error::{DecodeError, PackError, WriteError};
