@@ -755,3 +755,48 @@ fn a_store_written_before_joining_pushes_its_writes_to_the_space_it_joins() {
     b.settle(&mut world);
     assert_eq!(text(&b, "o1").as_deref(), Some("before joining"));
 }
+
+#[test]
+fn with_every_request_slot_taken_the_engine_asks_for_no_wakeup_that_is_already_due() {
+    let mut world = World::new();
+    let a_key = world.enroll(1, Role::Writer);
+    let b_key = world.enroll(2, Role::Writer);
+    let mut b = Device::new(&world, b_key, config());
+    b.write("orders", "o1", "text", "from b");
+    b.settle(&mut world);
+    let one_at_a_time = SyncConfig {
+        max_in_flight: 1,
+        ..config()
+    };
+    let mut a = Device::new(&world, a_key, one_at_a_time);
+    a.engine.sync_now(a.now);
+    // Take steps until a request is out, and leave it unanswered.
+    let held = loop {
+        match a.engine.poll(a.now).expect("a step") {
+            Step::Persist => a.saved = Some(a.engine.checkpoint()),
+            Step::FetchGrant { collections } => {
+                let grant = world.grant(a.key.device_id(), &collections, a.now);
+                a.engine.on_grant(a.now, &grant).unwrap();
+            }
+            Step::Http(request) => break request,
+            Step::Announce { .. } => {}
+        }
+    };
+    // More reads are wanted (b's level, a's own levels), but the one slot is taken.
+    assert_eq!(a.engine.poll(a.now), None);
+    assert!(
+        a.engine.next_wakeup().is_none_or(|at| at > a.now),
+        "a due wakeup with no step to take makes a driver spin: {:?}",
+        a.engine.next_wakeup()
+    );
+    // Its answer frees the slot, and the reads go on to convergence.
+    let outcome = world.serve(
+        held.method,
+        &held.url,
+        held.if_none_match.as_deref(),
+        &held.body,
+    );
+    a.engine.on_response(a.now, held.id, outcome);
+    a.settle(&mut world);
+    assert_eq!(text(&a, "o1").as_deref(), Some("from b"));
+}

@@ -542,6 +542,11 @@ impl SyncEngine {
                 }
             }
         }
+        if self.in_flight.len() >= self.config.max_in_flight {
+            // No request can start until one ends, and its answer wakes the driver: a wakeup
+            // for a waiting request now would make a driver spin.
+            return times.into_iter().min();
+        }
         let can_start_push =
             |c: &CollectionSync| c.own_levels_read && c.push.is_none() && !c.outbox.is_empty();
         if let Some(due) = self.push_due_at
