@@ -2,7 +2,9 @@
 // installed `tidemark` package, and Debian's Chromium driven by playwright-core.
 
 import { createServer } from 'node:http';
-import { readFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { extname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -17,7 +19,7 @@ const TYPES = {
 };
 /** URL prefixes and the folders they serve. */
 const ROOTS = [
-  ['/tidemark/', join(here, 'node_modules/tidemark/')],
+  ['/pkg/', join(here, 'node_modules/tidemark/')],
   ['/', join(here, 'site/')],
 ];
 
@@ -69,4 +71,71 @@ export async function openPage(context, url) {
   await page.goto(url);
   await page.evaluate(() => window.ready);
   return page;
+}
+
+/** The real `tidemark-server` binary: `TIDEMARK_SERVER_BIN`, else the workspace's debug build. */
+const SERVER_BIN = process.env.TIDEMARK_SERVER_BIN ?? join(here, '../../target/debug/tidemark-server');
+const ADMIN_SECRET = 'browser-tests-admin-secret';
+
+/**
+ * Starts the real server on a free loopback port with a fresh data folder and its embedded
+ * object store, serving the test site and the installed package (under `/pkg/`: `/tidemark/` is the embedded store's bucket) as its
+ * app, so pages, API and store share one origin. Resolves to `{ url, invite(role), stop }`.
+ */
+export async function startServer() {
+  const work = await mkdtemp(join(tmpdir(), 'tidemark-browser-'));
+  const app = join(work, 'app');
+  await cp(join(here, 'site'), app, { recursive: true });
+  await cp(join(here, 'node_modules/tidemark'), join(app, 'pkg'), { recursive: true, dereference: true });
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const child = spawn(SERVER_BIN, [
+    '--listen', `127.0.0.1:${port}`,
+    '--data-dir', join(work, 'data'),
+    '--admin-secret', ADMIN_SECRET,
+    '--auth-rate-per-minute', '100000',
+    '--app-dir', app,
+  ], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, RUST_LOG: 'warn' } });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  for (let tries = 0; ; tries++) {
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) break;
+    } catch {
+      // Not listening yet.
+    }
+    if (child.exitCode !== null || tries > 300) throw new Error(`${SERVER_BIN} did not start`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const admin = await post(`${url}/v1/session`, { adminSecret: ADMIN_SECRET });
+  return {
+    url,
+    /** A fresh invite code to the default space. */
+    invite: async (role = 'writer') =>
+      (await post(`${url}/v1/spaces/default/invites`, { role }, admin.token)).code,
+    stop: async () => {
+      child.kill();
+      await exited;
+      await rm(work, { recursive: true, force: true });
+    },
+  };
+}
+
+async function post(url, body, token) {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify(body),
+  });
+  if (!response.ok) throw new Error(`${url}: ${response.status} ${await response.text()}`);
+  return response.json();
+}
+
+function freePort() {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
 }

@@ -91,11 +91,57 @@ export interface Export {
   collections: Record<string, Array<AnyDoc & { _deleted?: true }>>;
 }
 
+export type ConnectOptions =
+  | { server: string; invite: string; name?: string }
+  | { server: string; token: string; space: string; name?: string };
+
+export interface SyncStatus {
+  connected: boolean;
+  server: string | null;
+  space: string | null;
+  device: string;
+  /** The last request to the server or the object store got an answer. */
+  online: boolean;
+  /** Announcements are flowing (changes from others arrive at once). */
+  live: boolean;
+  /** Write batches not yet in the bucket. */
+  pendingWrites: number;
+  lastPushedAt: number | null;
+  lastSyncedAt: number | null;
+  error: { code: string; message: string } | null;
+  /** Syncing stopped for good (device revoked, server key changed). */
+  stopped: boolean;
+}
+
+export type SyncEvent =
+  | { type: 'status'; status: SyncStatus }
+  | { type: 'acknowledged'; collection: string; writes: number }
+  | { type: 'changed'; documents: number }
+  | { type: 'round'; changed: boolean }
+  | { type: 'rejected'; device: string; collection: string; level: number; code: string; message: string }
+  | { type: 'problem'; code: string; message: string }
+  | { type: 'stopped'; code: string; message: string };
+
+export interface Sync {
+  /** Joins a space (invite) or uses a session (token), registers this device and starts
+   * syncing in the background; no argument resumes the last connection. */
+  connect(options?: ConnectOptions): Promise<SyncStatus>;
+  /** Stops syncing and forgets the connection; local reads and writes go on. */
+  disconnect(): Promise<void>;
+  status(): Promise<SyncStatus>;
+  syncNow(): Promise<void>;
+  /** The space's devices as the server lists them. */
+  devices(): Promise<unknown>;
+  /** Calls `listener` for every sync event; returns a function that stops it. */
+  on(listener: (event: SyncEvent) => void): () => void;
+}
+
 export interface Store {
   /** This device's id (its public key, hex). */
   readonly device: string;
   /** Where the store runs. */
   readonly mode: 'page' | 'service-worker';
+  readonly sync: Sync;
   collection<T extends Doc = AnyDoc>(name: string): Collection<T>;
   /** Forgets a collection, or some of its documents, on this device only (nothing is
    * deleted elsewhere); resolves to how many documents were dropped. */

@@ -5,7 +5,7 @@ import init, { Store as WasmStore } from './tidemark_wasm.js';
 import { VERSION, lockStore, tidemarkError } from './protocol.js';
 import { Store } from './store.js';
 
-export { Store, Collection } from './store.js';
+export { Store, Collection, Sync } from './store.js';
 
 let wasmReady = null;
 
@@ -70,10 +70,17 @@ class PageBackend {
   mode = 'page';
   #wasm;
   #release;
+  #syncListeners = new Set();
 
   constructor(wasm, release) {
     this.#wasm = wasm;
     this.#release = release;
+    wasm.onSyncEvent((event) => this.#syncListeners.forEach((listener) => listener(event)));
+  }
+
+  onSyncEvent(listener) {
+    this.#syncListeners.add(listener);
+    return () => this.#syncListeners.delete(listener);
   }
 
   call(method, args) {
@@ -100,6 +107,9 @@ const INTERRUPTED_AFTER_MS = 2000;
 /** With requests waiting and no message for this long, ping the worker: a stopped worker is
  * woken by the ping and its new epoch reveals the requests the old one lost. */
 const SILENCE_MS = 1000;
+/** While a page is open it pings the worker this often: browsers stop idle workers after
+ * about 30 s, and syncing runs in the worker. */
+const KEEPALIVE_MS = 20_000;
 
 /** The store in the service worker: requests through `controller.postMessage`, which wakes a
  * stopped worker. */
@@ -114,11 +124,19 @@ class WorkerBackend {
   #listener;
   #lastHeard = 0;
   #watchdog = null;
+  #keepalive;
+  #syncListeners = new Set();
 
   constructor(name) {
     this.#name = name;
     this.#listener = (event) => this.#receive(event.data);
     navigator.serviceWorker.addEventListener('message', this.#listener);
+    this.#keepalive = setInterval(() => this.call('hello', []).catch(() => {}), KEEPALIVE_MS);
+  }
+
+  onSyncEvent(listener) {
+    this.#syncListeners.add(listener);
+    return () => this.#syncListeners.delete(listener);
   }
 
   call(method, args) {
@@ -175,6 +193,10 @@ class WorkerBackend {
       this.#observations.get(message.observation)?.callback(message.results);
       return;
     }
+    if (message.syncEvent !== undefined) {
+      if (message.store === this.#name) this.#syncListeners.forEach((l) => l(message.syncEvent));
+      return;
+    }
     const epoch = message.hello ?? message.epoch;
     if (epoch && epoch !== this.#epoch) this.#restarted(epoch);
     const pending = this.#pending.get(message.id);
@@ -210,6 +232,7 @@ class WorkerBackend {
       await this.call('unobserve', [key]).catch(() => {});
     }
     navigator.serviceWorker.removeEventListener('message', this.#listener);
+    clearInterval(this.#keepalive);
   }
 }
 

@@ -1,7 +1,8 @@
-// The API apps use: `Store` and `Collection`, the same whether the store runs in this page
-// or in the app's service worker. Both backends implement:
+// The API apps use: `Store`, `Collection` and `Sync`, the same whether the store runs in
+// this page or in the app's service worker. Both backends implement:
 //   call(method, args) -> Promise    (methods of the wasm Store, see wasm/src/store.rs)
 //   observe(collection, query, callback) -> unsubscribe function
+//   onSyncEvent(listener) -> unsubscribe function
 //   close() -> Promise
 
 /** A collection of documents: plain objects with a string `id`. */
@@ -58,6 +59,53 @@ export class Collection {
   }
 }
 
+/** Syncing through a tidemark-server and the object storage behind it. */
+export class Sync {
+  #backend;
+
+  constructor(backend) {
+    this.#backend = backend;
+    // Back online: sync now rather than at the next poll.
+    globalThis.addEventListener?.('online', () => this.#backend.call('syncNow', []).catch(() => {}));
+  }
+
+  /** `{ server, invite }` joins the space of an invite (a join link's `#join=` code);
+   * `{ server, token, space }` uses a session the app already has; no argument resumes the
+   * last connection. Resolves to the status once this device is registered; syncing then
+   * goes on in the background, offline or not, and resumes by itself when the store opens. */
+  connect(options) {
+    return this.#backend.call('connect', [options ?? null]);
+  }
+
+  /** Stops syncing and forgets the connection; local reads and writes go on. */
+  disconnect() {
+    return this.#backend.call('disconnect', []);
+  }
+
+  /** `{ connected, server, space, device, online, live, pendingWrites, lastPushedAt,
+   * lastSyncedAt, error: { code, message } | null, stopped }`. */
+  status() {
+    return this.#backend.call('syncStatus', []);
+  }
+
+  /** Syncs now instead of at the next poll. */
+  syncNow() {
+    return this.#backend.call('syncNow', []);
+  }
+
+  /** The space's devices as the server lists them (name, role, last seen, last push). */
+  devices() {
+    return this.#backend.call('devices', []);
+  }
+
+  /** Calls `listener(event)` for every sync event; `event.type` is `status` (with
+   * `event.status`), `acknowledged`, `changed`, `round`, `rejected`, `problem` or `stopped`.
+   * Returns a function that stops it. */
+  on(listener) {
+    return this.#backend.onSyncEvent(listener);
+  }
+}
+
 /** An open store. */
 export class Store {
   #backend;
@@ -69,6 +117,8 @@ export class Store {
     this.device = info.device;
     /** `'page'` or `'service-worker'`: where the store runs. */
     this.mode = backend.mode;
+    /** Syncing (see `Sync`). */
+    this.sync = new Sync(backend);
   }
 
   /** The collection called `name`. */

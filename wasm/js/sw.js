@@ -12,6 +12,7 @@ import { VERSION, errorData, lockStore } from './protocol.js';
 const METHODS = new Set([
   'upsert', 'update', 'get', 'delete', 'restore', 'increment', 'find',
   'evict', 'usage', 'export', 'flushed',
+  'connect', 'disconnect', 'syncStatus', 'syncNow', 'devices',
 ]);
 
 /**
@@ -29,12 +30,23 @@ export function serveStore() {
   const open = (name) => {
     if (!stores.has(name)) {
       // The lock is held for the worker's life: no page can open the store beside it.
-      const opening = wasm.then(() => lockStore(name)).then(() => WasmStore.open(name));
+      const opening = wasm
+        .then(() => lockStore(name))
+        .then(() => WasmStore.open(name))
+        .then((store) => {
+          // Sync runs here; every page hears its events.
+          store.onSyncEvent((syncEvent) => broadcast({ tidemark: VERSION, store: name, syncEvent }));
+          return store;
+        });
       // A store that failed to open is retried on the next request.
       opening.catch(() => stores.delete(name));
       stores.set(name, opening);
     }
     return stores.get(name);
+  };
+
+  const broadcast = async (message) => {
+    for (const client of await self.clients.matchAll({ type: 'window' })) client.postMessage(message);
   };
 
   const tell = async (clientId, key, results) => {

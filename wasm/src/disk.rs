@@ -6,6 +6,7 @@
 //!            "space"      → string          the space the checkpoint belongs to
 //!            "checkpoint" → Uint8Array      the sync engine's checkpoint: replica, outbox,
 //!                                           levels, ETags, grant (see tidemark-core)
+//!            "connection" → string (JSON)   where and how this store syncs (server, token)
 //!   journal  seq: number  → Uint8Array      one write batch (an encoded State), in order
 //! ```
 //!
@@ -28,6 +29,7 @@ const JOURNAL: &str = "journal";
 const DEVICE_KEY: &str = "device";
 const SPACE_KEY: &str = "space";
 const CHECKPOINT_KEY: &str = "checkpoint";
+const CONNECTION_KEY: &str = "connection";
 
 /// What a store keeps in IndexedDB, as read on open.
 #[derive(Debug, Default)]
@@ -40,6 +42,8 @@ pub struct Stored {
     pub checkpoint: Option<Vec<u8>>,
     /// Write batches newer than the checkpoint, oldest first, with their sequence numbers.
     pub journal: Vec<(u64, Vec<u8>)>,
+    /// The sync connection, as JSON.
+    pub connection: Option<String>,
 }
 
 /// One store's IndexedDB database.
@@ -81,6 +85,7 @@ impl Disk {
         let device: Option<JsValue> = meta.get(DEVICE_KEY).primitive()?.await?;
         let space: Option<JsValue> = meta.get(SPACE_KEY).primitive()?.await?;
         let checkpoint: Option<JsValue> = meta.get(CHECKPOINT_KEY).primitive()?.await?;
+        let connection: Option<JsValue> = meta.get(CONNECTION_KEY).primitive()?.await?;
         let keys: Vec<JsValue> = journal
             .get_all_keys()
             .primitive()?
@@ -125,11 +130,20 @@ impl Disk {
                 .ok_or_else(|| StoreError::Corrupt(format!("journal key {key:?}")))?;
             entries.push((seq as u64, bytes_of("a journal record", value)?));
         }
+        let connection = match connection {
+            None => None,
+            Some(value) => Some(
+                value
+                    .as_string()
+                    .ok_or_else(|| StoreError::Corrupt("the connection is not a string".into()))?,
+            ),
+        };
         Ok(Stored {
             device_seed,
             space,
             checkpoint,
             journal: entries,
+            connection,
         })
     }
 
@@ -190,6 +204,28 @@ impl Disk {
             tx.object_store(JOURNAL)?
                 .delete(0.0..=(upto as f64))
                 .primitive()?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores the sync connection (JSON), or forgets it.
+    pub async fn save_connection(&self, connection: Option<&str>) -> Result<(), StoreError> {
+        let tx = self
+            .db
+            .transaction(META)
+            .with_mode(TransactionMode::Readwrite)
+            .build()?;
+        let meta = tx.object_store(META)?;
+        match connection {
+            Some(json) => {
+                meta.put(JsValue::from(json))
+                    .with_key(CONNECTION_KEY)
+                    .primitive()?;
+            }
+            None => {
+                meta.delete(CONNECTION_KEY).primitive()?;
+            }
         }
         tx.commit().await?;
         Ok(())

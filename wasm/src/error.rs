@@ -30,12 +30,21 @@ pub enum StoreError {
     /// The store was closed.
     #[error("the store is closed")]
     Closed,
+    /// The sync server refused or could not be reached (its code, or `sync.unreachable`).
+    #[error("{message}")]
+    Server {
+        /// The server's stable code.
+        code: String,
+        /// What happened.
+        message: String,
+    },
 }
 
 impl StoreError {
     /// The stable code of this error.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> &str {
         match self {
+            StoreError::Server { code, .. } => code,
             StoreError::Write(e) => e.code(),
             StoreError::Sync(e) => e.code(),
             StoreError::Query(e) => e.code(),

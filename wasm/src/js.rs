@@ -14,6 +14,14 @@ extern "C" {
 
     #[wasm_bindgen(js_namespace = Date, js_name = now)]
     fn date_now() -> f64;
+
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout_raw(callback: &Function, millis: f64) -> JsValue;
+}
+
+/// Calls `callback` after `millis` (global `setTimeout`: pages and every worker kind).
+pub(crate) fn set_timeout(callback: &Function, millis: u64) {
+    set_timeout_raw(callback, millis as f64);
 }
 
 /// The property JavaScript documents carry their id in.

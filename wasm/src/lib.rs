@@ -8,12 +8,16 @@
 //! - [`disk`]: the IndexedDB layout: one checkpoint record plus a journal of write batches.
 //! - [`store`]: the store: writes acknowledged after their IndexedDB commit, queries, live
 //!   queries.
+//! - `sync`: the core's sync engine driven over `fetch` and the server's event stream.
+//! - [`api`]: the server API and object storage over `fetch`.
 //! - [`error`]: errors as JavaScript `Error`s with a stable `code`.
 
+pub mod api;
 pub mod disk;
 pub mod error;
 mod js;
 pub mod store;
+mod sync;
 
 pub use error::StoreError;
 pub use store::Store;

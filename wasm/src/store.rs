@@ -18,6 +18,7 @@ use wasm_bindgen_futures::spawn_local;
 use crate::disk::{Disk, Stored};
 use crate::error::StoreError;
 use crate::js::{self, JS_ID, Pending};
+use crate::sync::{Connection, SyncState};
 
 /// The space a store belongs to until it joins one: its writes wait in the outbox.
 const UNJOINED_SPACE: &str = "local";
@@ -30,13 +31,19 @@ const JOURNAL_MAX_BYTES: usize = 4 << 20;
 #[wasm_bindgen]
 #[derive(Debug)]
 pub struct Store {
-    inner: Rc<RefCell<Inner>>,
-    disk: Rc<Disk>,
+    pub(crate) inner: Rc<RefCell<Inner>>,
+    pub(crate) disk: Rc<Disk>,
 }
 
 #[derive(Debug)]
-struct Inner {
-    engine: SyncEngine,
+pub(crate) struct Inner {
+    pub(crate) engine: SyncEngine,
+    /// The device key's seed (the engine holds the key; registering signs with it too).
+    pub(crate) device_seed: [u8; 32],
+    /// Syncing, once connected.
+    pub(crate) sync: Option<SyncState>,
+    /// The app's sync event listeners (`onSyncEvent`), kept across reconnections.
+    pub(crate) sync_listeners: Vec<Function>,
     /// The sequence number of the next journal record.
     next_seq: u64,
     /// The journal's size since the last checkpoint.
@@ -51,10 +58,10 @@ struct Inner {
     notify_scheduled: bool,
     /// Set when IndexedDB failed: memory is then ahead of the disk, so later writes are
     /// refused rather than acknowledged on a store that cannot keep them.
-    failed: Option<String>,
+    pub(crate) failed: Option<String>,
     /// The next flush writes a checkpoint (eviction is stored that way).
     force_checkpoint: bool,
-    closed: bool,
+    pub(crate) closed: bool,
 }
 
 #[derive(Debug)]
@@ -78,15 +85,23 @@ struct Observer {
 
 /// What a flush writes.
 enum Flush {
-    Append {
-        seq: u64,
-        batch: Vec<u8>,
-    },
-    Checkpoint {
-        space: String,
-        bytes: Vec<u8>,
-        journal_upto: Option<u64>,
-    },
+    Append { seq: u64, batch: Vec<u8> },
+    Checkpoint(Checkpoint),
+}
+
+/// A checkpoint to store, and the journal records it holds.
+pub(crate) struct Checkpoint {
+    space: String,
+    bytes: Vec<u8>,
+    journal_upto: Option<u64>,
+}
+
+impl Checkpoint {
+    /// Stores it (replacing the previous one, dropping the journal records it holds).
+    pub(crate) async fn store(&self, disk: &Disk) -> Result<(), StoreError> {
+        disk.save_checkpoint(&self.space, &self.bytes, self.journal_upto)
+            .await
+    }
 }
 
 #[wasm_bindgen]
@@ -336,6 +351,7 @@ impl Store {
     pub async fn close(self) -> Result<(), JsValue> {
         let flushed = self.flushed();
         wasm_bindgen_futures::JsFuture::from(flushed).await?;
+        self.stop_sync();
         let Store { inner, disk } = self;
         inner.borrow_mut().closed = true;
         inner.borrow_mut().observers.clear();
@@ -350,18 +366,19 @@ impl Store {
     async fn open_store(name: &str) -> Result<Store, StoreError> {
         let disk = Disk::open(name).await?;
         let stored = disk.load().await?;
-        let engine = match &stored {
+        let (engine, device_seed) = match &stored {
             Stored {
                 device_seed: None, ..
             } => {
                 let mut seed = [0u8; 32];
                 js::random_bytes(&mut seed)?;
                 disk.init(&seed, UNJOINED_SPACE).await?;
-                SyncEngine::new(
+                let engine = SyncEngine::new(
                     SyncConfig::new(UNJOINED_SPACE),
                     DeviceKey::from_seed(seed),
                     None,
-                )
+                );
+                (engine, seed)
             }
             Stored {
                 device_seed: Some(seed),
@@ -372,15 +389,24 @@ impl Store {
                 let key = DeviceKey::from_seed(*seed);
                 let space = space.clone().unwrap_or_else(|| UNJOINED_SPACE.into());
                 let config = SyncConfig::new(space);
-                match checkpoint {
+                let engine = match checkpoint {
                     None => SyncEngine::new(config, key, None),
                     Some(bytes) => SyncEngine::restore(config, key, bytes)
                         .map_err(|e| StoreError::Corrupt(format!("the checkpoint: {e}")))?,
-                }
+                };
+                (engine, *seed)
             }
         };
+        let connection = stored
+            .connection
+            .as_deref()
+            .map(Connection::parse)
+            .transpose()?;
         let mut inner = Inner {
             engine,
+            device_seed,
+            sync: None,
+            sync_listeners: Vec::new(),
             next_seq: 0,
             journal_records: 0,
             journal_bytes: 0,
@@ -402,10 +428,15 @@ impl Store {
             inner.journal_records += 1;
             inner.journal_bytes += bytes.len();
         }
-        Ok(Store {
+        let store = Store {
             inner: Rc::new(RefCell::new(inner)),
             disk: Rc::new(disk),
-        })
+        };
+        if let Some(connection) = connection {
+            // A store that was syncing resumes by itself, offline or not.
+            store.start_sync(connection);
+        }
+        Ok(store)
     }
 
     /// Applies a write in memory, tells observers, and returns a promise that resolves to
@@ -423,7 +454,10 @@ impl Store {
             Ok(changes) => changes,
             Err(error) => return Promise::reject(&error.to_js()),
         };
-        inner.note_changed(&changes, &self.inner);
+        inner.note_changed(changes.document_ids(), &self.inner);
+        if let Some(sync) = &inner.sync {
+            sync.nudge();
+        }
         let pending = Pending::new();
         let promise = pending.promise.clone();
         match &mut inner.batch {
@@ -475,18 +509,34 @@ impl Inner {
         }
     }
 
-    fn note_changed(&mut self, changes: &State, this: &Rc<RefCell<Inner>>) {
+    /// Remembers changed documents for live queries, and schedules telling them.
+    pub(crate) fn note_changed<'a>(
+        &mut self,
+        documents: impl IntoIterator<Item = (&'a str, &'a str)>,
+        this: &Rc<RefCell<Inner>>,
+    ) {
         if self.observers.is_empty() {
             return;
         }
         self.changed.extend(
-            changes
-                .document_ids()
+            documents
+                .into_iter()
                 .map(|(c, id)| (c.to_string(), id.to_string())),
         );
         if !self.notify_scheduled {
             self.notify_scheduled = true;
             spawn_local(notify(Rc::clone(this)));
+        }
+    }
+
+    /// A checkpoint of everything in memory, holding every journal record written so far.
+    pub(crate) fn checkpoint(&mut self) -> Checkpoint {
+        self.journal_records = 0;
+        self.journal_bytes = 0;
+        Checkpoint {
+            space: self.engine.space().to_string(),
+            bytes: self.engine.checkpoint(),
+            journal_upto: self.next_seq.checked_sub(1),
         }
     }
 
@@ -497,14 +547,7 @@ impl Inner {
         let over = self.journal_records + 1 > JOURNAL_MAX_RECORDS
             || self.journal_bytes + encoded.len() > JOURNAL_MAX_BYTES;
         if over || std::mem::take(&mut self.force_checkpoint) {
-            let journal_upto = self.next_seq.checked_sub(1);
-            self.journal_records = 0;
-            self.journal_bytes = 0;
-            Flush::Checkpoint {
-                space: self.engine.space().to_string(),
-                bytes: self.engine.checkpoint(),
-                journal_upto,
-            }
+            Flush::Checkpoint(self.checkpoint())
         } else {
             let seq = self.next_seq;
             self.next_seq += 1;
@@ -529,11 +572,7 @@ async fn flush(inner: Rc<RefCell<Inner>>, disk: Rc<Disk>) {
     };
     let stored = match plan {
         Flush::Append { seq, batch } => disk.append(seq, &batch).await,
-        Flush::Checkpoint {
-            space,
-            bytes,
-            journal_upto,
-        } => disk.save_checkpoint(&space, &bytes, journal_upto).await,
+        Flush::Checkpoint(checkpoint) => checkpoint.store(&disk).await,
     };
     if let Err(error) = &stored {
         inner

@@ -73,7 +73,8 @@ pub(crate) fn browser_tests() -> TaskResult {
 }
 
 /// Builds the npm package and runs `tests/browser/` against it: the package as an app
-/// installs it, in headless Chromium driven by playwright-core.
+/// installs it, in headless Chromium driven by playwright-core, syncing through the real
+/// server binary.
 pub(crate) fn package_tests() -> TaskResult {
     ensure_chromium()?;
     npm_package()?;
@@ -91,7 +92,10 @@ pub(crate) fn package_tests() -> TaskResult {
         .current_dir(&dir);
     run("install the browser tests' packages", install)?;
     let mut test = Command::new("npm");
-    test.arg("test").current_dir(&dir);
+    // The sync tests run the server binary `cargo test --workspace` built.
+    test.arg("test")
+        .current_dir(&dir)
+        .env("TIDEMARK_SERVER_BIN", target_dir().join("debug/tidemark-server"));
     run("npm package tests (headless Chromium)", test)
 }
 

@@ -1,4 +1,4 @@
 // The app's service worker: hosts the store for every tab.
-import { serveStore } from '/tidemark/sw.js';
+import { serveStore } from '/pkg/sw.js';
 
 serveStore();
