@@ -800,3 +800,39 @@ fn with_every_request_slot_taken_the_engine_asks_for_no_wakeup_that_is_already_d
     a.settle(&mut world);
     assert_eq!(text(&a, "o1").as_deref(), Some("from b"));
 }
+
+#[test]
+fn a_device_given_the_space_key_late_reads_what_it_refused_and_then_keeps_that_key() {
+    let mut world = World::new();
+    let a_key = world.enroll(1, Role::Writer);
+    let b_key = world.enroll(2, Role::Writer);
+    let key = SpaceKey::from_bytes([7; 32]);
+    let sealed = SyncConfig {
+        space_key: Some(key.clone()),
+        ..config()
+    };
+    let mut a = Device::new(&world, a_key, sealed);
+    a.write("orders", "o1", "text", "secret recipe");
+    a.settle(&mut world);
+
+    // b joins without the key: it refuses a's packs and remembers them as refused.
+    let mut b = Device::new(&world, b_key, config());
+    b.engine.subscribe("orders");
+    b.settle(&mut world);
+    assert!(b.rejected_codes().contains(&"pack.key_required"));
+    assert_eq!(text(&b, "o1"), None);
+
+    // Given the key before writing anything, it reads them again.
+    b.engine.set_space_key(Some(key.clone())).unwrap();
+    b.settle(&mut world);
+    assert_eq!(text(&b, "o1").as_deref(), Some("secret recipe"));
+
+    // Once it has written packs, its key stays.
+    b.write("orders", "o2", "text", "sealed too");
+    b.settle(&mut world);
+    let err = b.engine.set_space_key(None).unwrap_err();
+    assert_eq!(err.code(), "sync.space_key_locked");
+    b.engine.set_space_key(Some(key)).unwrap();
+    a.settle(&mut world);
+    assert_eq!(text(&a, "o2").as_deref(), Some("sealed too"));
+}

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::certificate::ServerPublicKey;
-use crate::device::{DeviceId, DeviceKey};
+use crate::device::{DeviceId, DeviceKey, SpaceKey};
 use crate::error::PackError;
 use crate::pack::{LEVEL_COUNT, OpenOptions, Pack};
 use crate::replica::{Changed, Replica, Writer};
@@ -398,6 +398,37 @@ impl SyncEngine {
     ) -> usize {
         self.dirty = true;
         self.replica.evict_documents(collection, ids)
+    }
+
+    /// The space key in use, if the space is end-to-end encrypted.
+    pub fn space_key(&self) -> Option<&SpaceKey> {
+        self.config.space_key.as_ref()
+    }
+
+    /// Sets the space key of a device that has not written any pack yet (it is joining):
+    /// from now on its packs are sealed with it and plaintext packs are refused. Packs
+    /// refused before (for want of the key, or under another one) are read again. A device
+    /// that has written packs keeps its key: they would otherwise stay unreadable or
+    /// plaintext in the bucket (`sync.space_key_locked`).
+    pub fn set_space_key(&mut self, key: Option<SpaceKey>) -> Result<(), SyncError> {
+        if self.config.space_key == key {
+            return Ok(());
+        }
+        let written = self
+            .collections
+            .values()
+            .any(|c| c.levels.iter().any(|level| level.generation > 0));
+        if written {
+            return Err(SyncError::SpaceKeyLocked);
+        }
+        self.config.space_key = key;
+        for collection in self.collections.values_mut() {
+            for level in collection.remotes.values_mut().flatten() {
+                level.etag = None;
+            }
+        }
+        self.dirty = true;
+        Ok(())
     }
 
     /// Binds a device that has not joined any space yet to `space`, pinning `server_key`.

@@ -279,6 +279,11 @@ pub enum SyncError {
     /// A checkpoint belongs to another space or device.
     #[error("checkpoint is for {0}")]
     CheckpointMismatch(String),
+    /// The space key cannot change once this device has written packs.
+    #[error(
+        "this device has already written packs under its current space key; open a new store to use another"
+    )]
+    SpaceKeyLocked,
     /// The device already belongs to another space.
     #[error(
         "this store already syncs space {joined:?}; open a store under another name to join {requested:?}"
@@ -308,6 +313,7 @@ impl SyncError {
             SyncError::BadCheckpoint(_) => "sync.bad_checkpoint",
             SyncError::CheckpointMismatch(_) => "sync.checkpoint_mismatch",
             SyncError::OtherSpace { .. } => "sync.other_space",
+            SyncError::SpaceKeyLocked => "sync.space_key_locked",
         }
     }
 }
