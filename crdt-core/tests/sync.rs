@@ -836,3 +836,27 @@ fn a_device_given_the_space_key_late_reads_what_it_refused_and_then_keeps_that_k
     a.settle(&mut world);
     assert_eq!(text(&a, "o2").as_deref(), Some("sealed too"));
 }
+
+#[test]
+fn a_pack_refused_for_want_of_the_key_is_refused_again_every_round_not_forgotten() {
+    let mut world = World::new();
+    let a_key = world.enroll(1, Role::Writer);
+    let b_key = world.enroll(2, Role::Writer);
+    let sealed = SyncConfig {
+        space_key: Some(SpaceKey::from_bytes([7; 32])),
+        ..config()
+    };
+    let mut a = Device::new(&world, a_key, sealed);
+    a.write("orders", "o1", "text", "secret recipe");
+    a.settle(&mut world);
+    let mut b = Device::new(&world, b_key, config());
+    b.engine.subscribe("orders");
+    for _ in 0..3 {
+        b.events.clear();
+        b.settle(&mut world);
+        assert!(
+            b.rejected_codes().contains(&"pack.key_required"),
+            "every round says so"
+        );
+    }
+}

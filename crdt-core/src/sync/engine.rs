@@ -1161,10 +1161,19 @@ impl SyncEngine {
         etag: Option<String>,
         error: SyncError,
     ) {
+        // A pack refused for want of the right space key is not remembered: it is read again
+        // each round, so the refusal stays visible (a silent gap is worse than the bytes) and
+        // the pack is merged as soon as the key is set.
+        let key_problem = matches!(
+            error,
+            SyncError::Pack(
+                PackError::KeyRequired | PackError::DecryptionFailed | PackError::NotEncrypted
+            )
+        );
         if let Some(sync) = self.collections.get_mut(collection) {
             let remote = &mut sync.remote(device)[usize::from(level)];
             remote.wanted = false;
-            if etag.is_some() {
+            if etag.is_some() && !key_problem {
                 remote.etag = etag;
                 self.dirty = true;
             }
