@@ -80,7 +80,8 @@ const ADMIN_SECRET = 'browser-tests-admin-secret';
 /**
  * Starts the real server on a free loopback port with a fresh data folder and its embedded
  * object store, serving the test site and the installed package (under `/pkg/`: `/tidemark/` is the embedded store's bucket) as its
- * app, so pages, API and store share one origin. Resolves to `{ url, invite(role), stop }`.
+ * app, so pages, API and store share one origin. Resolves to `{ url, dataDir, invite(role),
+ * stop }`.
  */
 export async function startServer() {
   const work = await mkdtemp(join(tmpdir(), 'tidemark-browser-'));
@@ -109,6 +110,8 @@ export async function startServer() {
   const admin = await post(`${url}/v1/session`, { adminSecret: ADMIN_SECRET });
   return {
     url,
+    /** The server's data folder (registry, embedded objects). */
+    dataDir: join(work, 'data'),
     /** A fresh invite code to the default space. */
     invite: async (role = 'writer') =>
       (await post(`${url}/v1/spaces/default/invites`, { role }, admin.token)).code,

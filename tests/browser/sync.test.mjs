@@ -3,6 +3,8 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { launchBrowser, openPage, startServer } from './harness.mjs';
 
 let server;
@@ -21,7 +23,7 @@ after(async () => {
 /** A device: a fresh browser context with the store open on `path` and connected. Each
  * test writes its own collection (`orders` plus a tag): devices read only the collections
  * they use, so tests sharing the server's space stay apart. */
-async function device(path, name, collection) {
+async function device(path, name, collection, connectOptions = {}) {
   const context = await browser.newContext();
   if (process.env.TIDEMARK_TEST_DEBUG) {
     context.on('serviceworker', (w) => w.on('console', (m) => console.log(`[${name} worker]`, m.text())));
@@ -29,15 +31,30 @@ async function device(path, name, collection) {
   }
   const page = await openPage(context, `${server.url}/${path}`);
   const invite = await server.invite();
-  await page.evaluate(async ({ invite, name, collection }) => {
+  await page.evaluate(async ({ invite, name, collection, connectOptions }) => {
     window.store = await tm.openStore({ name: 'restaurant' });
     window.orders = window.store.collection(collection);
     window.events = [];
     window.store.sync.on((event) => window.events.push(event));
     await window.orders.upsert({ id: `before-${name}`, by: name });
-    window.connection = await window.store.sync.connect({ server: location.origin, invite, name });
-  }, { invite, name, collection });
+    // Joining by link, as a user would: the key (if any) travels in the fragment.
+    const link = tm.joinLink({ server: location.origin, invite, spaceKey: connectOptions.spaceKey });
+    const { server, invite: code, spaceKey } = tm.parseJoinLink(link);
+    window.connection = await window.store.sync.connect({ ...connectOptions, server, invite: code, spaceKey, name });
+  }, { invite, name, collection, connectOptions });
   return { context, page };
+}
+
+/** Evaluates `fn(arg)` in the page until it gives something truthy, and returns that.
+ * (Playwright's waitForFunction does not await an async predicate.) */
+async function until(page, fn, arg, timeout = 15_000) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const value = await page.evaluate(fn, arg);
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${fn}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
 }
 
 /** Every document of every collection, as one comparable value. */
@@ -137,4 +154,56 @@ test('a store resumes syncing after a reload, and refuses a second space', { tim
     .then(() => 'connected', (error) => [error.name, typeof error.code]));
   assert.deepEqual(badInvite, ['TidemarkError', 'string']);
   await a.context.close();
+});
+
+/** Every file under `dir`, with its bytes. */
+async function files(dir) {
+  const out = [];
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) out.push(await readFile(join(entry.parentPath, entry.name)));
+  }
+  return out;
+}
+
+test('end-to-end encryption: the key travels in the join link; without it, a clear error', { timeout: 60_000 }, async () => {
+  const collection = 'orders_e';
+  const a = await device('page.html', 'owner', collection, { encrypt: true });
+  const spaceKey = await a.page.evaluate(() => window.store.sync.spaceKey());
+  assert.equal(spaceKey.length, 43);
+  await a.page.evaluate(() => window.orders.upsert({ id: 'secret', recipe: 'saffron-and-cardamom' }));
+
+  const b = await device('app.html', 'cook', collection, { spaceKey });
+  await until(b.page, async () => (await window.orders.get('secret'))?.recipe === 'saffron-and-cardamom');
+  assert.equal((await b.page.evaluate(() => window.store.sync.status())).encrypted, true);
+
+  // A device without the key verifies authorship but cannot read: it says so.
+  const c = await device('page.html', 'stranger', collection);
+  const status = await until(c.page, async () => {
+    const status = await window.store.sync.status();
+    return status.error?.code === 'pack.key_required' && status;
+  });
+  assert.equal(status.encrypted, false, JSON.stringify(status));
+  assert.equal(await c.page.evaluate(() => window.orders.get('secret')), undefined);
+
+  // The bucket holds no plaintext of the value, while the keyless device's own write (its
+  // packs are not sealed) shows that the scan does find plaintext.
+  await c.page.evaluate(() => window.orders.upsert({ id: 'open', note: 'plaintext-marker' }));
+  await until(c.page, async () => (await window.store.sync.status()).pendingWrites === 0);
+  const stored = await files(server.dataDir);
+  assert.ok(stored.some((bytes) => bytes.includes('plaintext-marker')), 'the scan sees plaintext packs');
+  assert.ok(!stored.some((bytes) => bytes.includes('saffron-and-cardamom')), 'plaintext in the server data folder');
+  // The owner refuses the unsealed pack in its encrypted space, and says why.
+  const owner = await until(a.page, async () => {
+    const status = await window.store.sync.status();
+    return status.error?.code === 'pack.not_encrypted' && status;
+  });
+  assert.equal(owner.encrypted, true);
+  assert.equal(await a.page.evaluate(() => window.orders.get('open')), undefined);
+
+  // A key in a bad shape is refused before anything changes.
+  const refused = await c.page.evaluate(() => window.store.sync
+    .connect({ server: location.origin, invite: 'unused', spaceKey: 'short' })
+    .then(() => 'connected', (error) => error.code));
+  assert.equal(refused, 'store.bad_argument');
+  for (const d of [a, b, c]) await d.context.close();
 });

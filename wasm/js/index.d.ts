@@ -91,9 +91,17 @@ export interface Export {
   collections: Record<string, Array<AnyDoc & { _deleted?: true }>>;
 }
 
-export type ConnectOptions =
-  | { server: string; invite: string; name?: string }
-  | { server: string; token: string; space: string; name?: string };
+export type ConnectOptions = (
+  | { server: string; invite: string }
+  | { server: string; token: string; space: string }
+) & {
+  /** This device's name in the space's device list. */
+  name?: string;
+  /** The space's end-to-end key, from a join link's `&key=`. */
+  spaceKey?: string;
+  /** Make a new space key when there is none: the first device of an encrypted space. */
+  encrypt?: boolean;
+};
 
 export interface SyncStatus {
   connected: boolean;
@@ -111,6 +119,9 @@ export interface SyncStatus {
   error: { code: string; message: string } | null;
   /** Syncing stopped for good (device revoked, server key changed). */
   stopped: boolean;
+  /** Packs are sealed with the space key. A missing or wrong key shows as `error`
+   * (`pack.key_required`, `pack.decryption_failed`, `pack.not_encrypted`). */
+  encrypted: boolean;
 }
 
 export type SyncEvent =
@@ -130,6 +141,8 @@ export interface Sync {
   disconnect(): Promise<void>;
   status(): Promise<SyncStatus>;
   syncNow(): Promise<void>;
+  /** The space's end-to-end key (for a join link), or `undefined` when not encrypted. */
+  spaceKey(): Promise<string | undefined>;
   /** The space's devices as the server lists them. */
   devices(): Promise<unknown>;
   /** Calls `listener` for every sync event; returns a function that stops it. */
@@ -162,3 +175,12 @@ export interface OpenOptions {
 }
 
 export function openStore(options?: OpenOptions): Promise<Store>;
+
+/** `{server}/#join={invite}`, with `&key={spaceKey}` for an encrypted space (the fragment
+ * never reaches a server). */
+export function joinLink(parts: { server: string; invite: string; spaceKey?: string }): string;
+
+/** The parts of a join link, or `null` if `link` is not one. */
+export function parseJoinLink(
+  link: string,
+): { server: string; invite: string; spaceKey?: string } | null;

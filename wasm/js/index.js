@@ -46,6 +46,30 @@ export async function openStore({ name = 'default', mode = 'auto' } = {}) {
   }
 }
 
+/**
+ * A join link: `{server}/#join={invite}`, with `&key={spaceKey}` for an encrypted space. The
+ * key travels in the fragment, which browsers never send to a server.
+ */
+export function joinLink({ server, invite, spaceKey }) {
+  const base = server.replace(/\/+$/, '');
+  const key = spaceKey ? `&key=${encodeURIComponent(spaceKey)}` : '';
+  return `${base}/#join=${encodeURIComponent(invite)}${key}`;
+}
+
+/** The parts of a join link (`{ server, invite, spaceKey }`), or `null` if it is not one. */
+export function parseJoinLink(link) {
+  let url;
+  try {
+    url = new URL(link);
+  } catch {
+    return null;
+  }
+  const fragment = new URLSearchParams(url.hash.slice(1));
+  const invite = fragment.get('join');
+  if (!invite) return null;
+  return { server: url.origin, invite, spaceKey: fragment.get('key') ?? undefined };
+}
+
 /** The service worker controlling this page, waiting for one that is registered but not yet
  * in control (it claims open pages when it activates); `null` when none is registered. */
 async function controllingWorker() {

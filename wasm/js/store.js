@@ -93,6 +93,12 @@ export class Sync {
     return this.#backend.call('syncNow', []);
   }
 
+  /** The space's end-to-end key (43 characters, for a join link's `&key=`), or `undefined`
+   * when the space is not encrypted. Whoever has it can read the space. */
+  spaceKey() {
+    return this.#backend.call('spaceKey', []);
+  }
+
   /** The space's devices as the server lists them (name, role, last seen, last push). */
   devices() {
     return this.#backend.call('devices', []);

@@ -7,6 +7,7 @@
 //!            "checkpoint" → Uint8Array      the sync engine's checkpoint: replica, outbox,
 //!                                           levels, ETags, grant (see tidemark-core)
 //!            "connection" → string (JSON)   where and how this store syncs (server, token)
+//!            "spaceKey"   → Uint8Array(32)  the space's end-to-end key, when it has one
 //!   journal  seq: number  → Uint8Array      one write batch (an encoded State), in order
 //! ```
 //!
@@ -30,6 +31,7 @@ const DEVICE_KEY: &str = "device";
 const SPACE_KEY: &str = "space";
 const CHECKPOINT_KEY: &str = "checkpoint";
 const CONNECTION_KEY: &str = "connection";
+const SPACE_KEY_KEY: &str = "spaceKey";
 
 /// What a store keeps in IndexedDB, as read on open.
 #[derive(Debug, Default)]
@@ -44,6 +46,8 @@ pub struct Stored {
     pub journal: Vec<(u64, Vec<u8>)>,
     /// The sync connection, as JSON.
     pub connection: Option<String>,
+    /// The space's end-to-end key.
+    pub space_key: Option<[u8; 32]>,
 }
 
 /// One store's IndexedDB database.
@@ -86,6 +90,7 @@ impl Disk {
         let space: Option<JsValue> = meta.get(SPACE_KEY).primitive()?.await?;
         let checkpoint: Option<JsValue> = meta.get(CHECKPOINT_KEY).primitive()?.await?;
         let connection: Option<JsValue> = meta.get(CONNECTION_KEY).primitive()?.await?;
+        let space_key: Option<JsValue> = meta.get(SPACE_KEY_KEY).primitive()?.await?;
         let keys: Vec<JsValue> = journal
             .get_all_keys()
             .primitive()?
@@ -97,15 +102,8 @@ impl Disk {
             .await?
             .collect::<Result<_, _>>()?;
 
-        let device_seed = match device {
-            None => None,
-            Some(value) => {
-                let bytes = bytes_of("the device key", &value)?;
-                Some(<[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
-                    StoreError::Corrupt(format!("the device key has {} bytes, not 32", bytes.len()))
-                })?)
-            }
-        };
+        let device_seed = device.map(|v| key_of("the device key", &v)).transpose()?;
+        let space_key = space_key.map(|v| key_of("the space key", &v)).transpose()?;
         let space = match space {
             None => None,
             Some(value) => Some(
@@ -144,6 +142,7 @@ impl Disk {
             checkpoint,
             journal: entries,
             connection,
+            space_key,
         })
     }
 
@@ -211,20 +210,29 @@ impl Disk {
 
     /// Stores the sync connection (JSON), or forgets it.
     pub async fn save_connection(&self, connection: Option<&str>) -> Result<(), StoreError> {
+        self.put_meta(CONNECTION_KEY, connection.map(JsValue::from))
+            .await
+    }
+
+    /// Stores the space key, or forgets it.
+    pub async fn save_space_key(&self, key: Option<&[u8; 32]>) -> Result<(), StoreError> {
+        let value = key.map(|k| JsValue::from(Uint8Array::from(&k[..])));
+        self.put_meta(SPACE_KEY_KEY, value).await
+    }
+
+    async fn put_meta(&self, key: &str, value: Option<JsValue>) -> Result<(), StoreError> {
         let tx = self
             .db
             .transaction(META)
             .with_mode(TransactionMode::Readwrite)
             .build()?;
         let meta = tx.object_store(META)?;
-        match connection {
-            Some(json) => {
-                meta.put(JsValue::from(json))
-                    .with_key(CONNECTION_KEY)
-                    .primitive()?;
+        match value {
+            Some(value) => {
+                meta.put(value).with_key(key).primitive()?;
             }
             None => {
-                meta.delete(CONNECTION_KEY).primitive()?;
+                meta.delete(key).primitive()?;
             }
         }
         tx.commit().await?;
@@ -235,6 +243,12 @@ impl Disk {
     pub fn close(self) {
         self.db.close();
     }
+}
+
+fn key_of(what: &str, value: &JsValue) -> Result<[u8; 32], StoreError> {
+    let bytes = bytes_of(what, value)?;
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map_err(|_| StoreError::Corrupt(format!("{what} has {} bytes, not 32", bytes.len())))
 }
 
 fn bytes_of(what: &str, value: &JsValue) -> Result<Vec<u8>, StoreError> {

@@ -11,7 +11,7 @@ use std::rc::Rc;
 
 use js_sys::{Array, Function, Promise};
 use tidemark_core::sync::{SyncConfig, SyncEngine};
-use tidemark_core::{DeviceKey, LiveQuery, Query, State, Value, WriteError, Writer};
+use tidemark_core::{DeviceKey, LiveQuery, Query, SpaceKey, State, Value, WriteError, Writer};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 
@@ -384,11 +384,15 @@ impl Store {
                 device_seed: Some(seed),
                 space,
                 checkpoint,
+                space_key,
                 ..
             } => {
                 let key = DeviceKey::from_seed(*seed);
                 let space = space.clone().unwrap_or_else(|| UNJOINED_SPACE.into());
-                let config = SyncConfig::new(space);
+                let config = SyncConfig {
+                    space_key: space_key.map(SpaceKey::from_bytes),
+                    ..SyncConfig::new(space)
+                };
                 let engine = match checkpoint {
                     None => SyncEngine::new(config, key, None),
                     Some(bytes) => SyncEngine::restore(config, key, bytes)

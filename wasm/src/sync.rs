@@ -5,10 +5,12 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use js_sys::Function;
 use serde::{Deserialize, Serialize};
-use tidemark_core::DeviceKey;
 use tidemark_core::sync::{Step, SyncEngine, SyncError, SyncEvent};
+use tidemark_core::{DeviceKey, SpaceKey};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::AbortController;
@@ -49,6 +51,10 @@ struct ConnectOptions {
     token: Option<String>,
     space: Option<String>,
     name: Option<String>,
+    /// The space's end-to-end key, as a share link carries it.
+    space_key: Option<String>,
+    /// Make a new space key when there is none (the first device of an encrypted space).
+    encrypt: Option<bool>,
 }
 
 /// The running sync of a store.
@@ -81,6 +87,10 @@ struct Link {
     last_pushed_at: Option<u64>,
     last_synced_at: Option<u64>,
     error: Option<ErrorInfo>,
+    /// A refusal only the space key can mend. Unlike `error` it outlives a successful round:
+    /// it is cleared by a round that refused nothing for it.
+    key_problem: Option<ErrorInfo>,
+    key_problem_this_round: bool,
     /// Syncing stopped for good (device revoked, server key changed).
     stopped: bool,
 }
@@ -175,6 +185,15 @@ impl Store {
         self.inner.borrow_mut().sync_listeners.push(callback);
     }
 
+    /// The space's end-to-end key, to put in a join link's fragment (`#join=…&key=…`), or
+    /// `undefined` when the space is not encrypted. Treat it like a password: whoever has
+    /// it can read the space.
+    #[wasm_bindgen(js_name = spaceKey)]
+    pub fn space_key(&self) -> Option<String> {
+        let inner = self.inner.borrow();
+        inner.engine.space_key().map(encode_space_key)
+    }
+
     /// The space's devices as the server lists them (name, role, last seen, last push).
     pub async fn devices(&self) -> Result<JsValue, JsValue> {
         let connection = self.connection()?;
@@ -204,6 +223,12 @@ impl Store {
             serde_wasm_bindgen::from_value(options)
                 .map_err(|e| StoreError::BadArgument(format!("connect options: {e}")))?
         };
+        // Checked before any request, so a bad key changes nothing.
+        let given_key = options
+            .space_key
+            .as_deref()
+            .map(decode_space_key)
+            .transpose()?;
         let Some(server) = options.server else {
             let connection = self.connection()?;
             self.start_sync(connection);
@@ -231,16 +256,36 @@ impl Store {
                 ));
             }
         };
+        let space_key = match (given_key, options.encrypt) {
+            (Some(key), _) => Some(key),
+            (None, Some(true)) => match self.inner.borrow().engine.space_key() {
+                Some(key) => Some(key.clone()),
+                None => {
+                    let mut bytes = [0u8; 32];
+                    js::random_bytes(&mut bytes)?;
+                    Some(SpaceKey::from_bytes(bytes))
+                }
+            },
+            (None, _) => self.inner.borrow().engine.space_key().cloned(),
+        };
         let seed = self.inner.borrow().device_seed;
         let name = options.name.unwrap_or_else(|| "browser".into());
         Api::new(&server, Some(&token))
             .register_device(&space, &DeviceKey::from_seed(seed), &name)
             .await?;
-        let checkpoint = {
+        {
+            // Joining first: it refuses another space or server before anything changes,
+            // and a store that has written packs (the only case where the key cannot be
+            // set) was joined already, so a refused key leaves it as it was.
             let mut inner = self.inner.borrow_mut();
             inner.engine.join(&space, info.server_public_key)?;
-            inner.checkpoint()
-        };
+            inner.engine.set_space_key(space_key.clone())?;
+        }
+        // The key is stored before any pack is sealed with it.
+        self.disk
+            .save_space_key(space_key.as_ref().map(SpaceKey::as_bytes))
+            .await?;
+        let checkpoint = self.inner.borrow_mut().checkpoint();
         checkpoint.store(&self.disk).await?;
         let connection = Connection {
             server,
@@ -479,6 +524,9 @@ fn dispatch_events(inner: &Rc<RefCell<Inner>>) {
                 SyncEvent::RoundComplete { changed } => {
                     link.online = true;
                     link.error = None;
+                    if !std::mem::take(&mut link.key_problem_this_round) {
+                        link.key_problem = None;
+                    }
                     link.last_synced_at = Some(now);
                     serde_json::json!({ "type": "round", "changed": changed })
                 }
@@ -487,10 +535,17 @@ fn dispatch_events(inner: &Rc<RefCell<Inner>>) {
                     collection,
                     level,
                     error,
-                } => serde_json::json!({
+                } => {
+                    if is_key_problem(error) {
+                        // Not transient: the app must show it (a missing or wrong key).
+                        link.key_problem = Some(error.into());
+                        link.key_problem_this_round = true;
+                    }
+                    serde_json::json!({
                     "type": "rejected", "device": device.to_string(), "collection": collection,
                     "level": level, "code": error.code(), "message": error.to_string(),
-                }),
+                    })
+                }
                 SyncEvent::Problem(error) => {
                     if matches!(
                         error,
@@ -537,7 +592,32 @@ fn status(inner: &Inner) -> serde_json::Value {
         "pendingWrites": engine.pending_writes(),
         "lastPushedAt": link.last_pushed_at,
         "lastSyncedAt": link.last_synced_at,
-        "error": link.error,
+        "error": link.key_problem.as_ref().or(link.error.as_ref()),
         "stopped": link.stopped,
+        "encrypted": engine.space_key().is_some(),
     })
+}
+
+/// A refusal that only the space key can mend: none where packs are sealed, another one, or
+/// plaintext packs in an encrypted space.
+fn is_key_problem(error: &SyncError) -> bool {
+    matches!(
+        error.code(),
+        "pack.key_required" | "pack.decryption_failed" | "pack.not_encrypted"
+    )
+}
+
+/// A space key as a share link carries it: base64url, no padding (43 characters).
+fn encode_space_key(key: &SpaceKey) -> String {
+    URL_SAFE_NO_PAD.encode(key.as_bytes())
+}
+
+fn decode_space_key(text: &str) -> Result<SpaceKey, StoreError> {
+    let bad = || {
+        StoreError::BadArgument(
+            "spaceKey is the 43-character key of a join link (base64url, 32 bytes)".into(),
+        )
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| bad())?;
+    Ok(SpaceKey::from_bytes(bytes.try_into().map_err(|_| bad())?))
 }
