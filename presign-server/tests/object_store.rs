@@ -438,7 +438,9 @@ async fn large_blob_upload_resumes_and_completes(kind: StoreKind) {
         (StatusCode::CONFLICT, "blob.upload_incomplete")
     );
 
-    // Asking again resumes: part 1 is done, the others come with URLs.
+    // Asking again resumes the same upload. A part counts as done only when the store lists
+    // it with its ETag (which completing needs); s3s-fs lists parts without ETags, so part 1
+    // comes with a URL again, and this device, which kept its ETag, need not send it.
     let resumed = s
         .server
         .expect(
@@ -451,8 +453,8 @@ async fn large_blob_upload_resumes_and_completes(kind: StoreKind) {
         .await;
     assert_eq!(resumed["uploadId"], plan["uploadId"]);
     let parts = resumed["parts"].as_array().unwrap();
-    assert_eq!(parts[0]["done"], true);
-    assert!(parts[0].get("put").is_none());
+    assert_eq!(parts[0]["done"], false);
+    assert!(parts[0].get("put").is_some());
     for part in &parts[1..] {
         assert_eq!(part["done"], false);
         let number = part["number"].as_u64().unwrap() as usize;

@@ -149,12 +149,29 @@ export interface Sync {
   on(listener: (event: SyncEvent) => void): () => void;
 }
 
+export interface TransferOptions {
+  /** Called with bytes done and the total as the transfer goes. */
+  onProgress?: (done: number, total: number) => void;
+  /** Cancels the transfer (rejects with `attachment.cancelled`); the next call resumes. */
+  signal?: AbortSignal;
+}
+
+export interface Attachments {
+  /** Stores `blob` on this device and uploads it to the bucket; resolves to its token
+   * (`sha256:…`, to keep in a document) once uploaded. Needs a connected store. */
+  put(blob: Blob, options?: TransferOptions): Promise<string>;
+  /** The attachment: from this device when it has it (offline too), else downloaded and
+   * checked against its SHA-256 (`attachment.corrupt` if it does not match). */
+  get(token: string, options?: TransferOptions): Promise<Blob>;
+}
+
 export interface Store {
   /** This device's id (its public key, hex). */
   readonly device: string;
   /** Where the store runs. */
   readonly mode: 'page' | 'service-worker';
   readonly sync: Sync;
+  readonly attachments: Attachments;
   collection<T extends Doc = AnyDoc>(name: string): Collection<T>;
   /** Forgets a collection, or some of its documents, on this device only (nothing is
    * deleted elsewhere); resolves to how many documents were dropped. */

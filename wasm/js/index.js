@@ -30,7 +30,7 @@ export async function openStore({ name = 'default', mode = 'auto' } = {}) {
   if (mode === 'service-worker' || (mode === 'auto' && (await controllingWorker()))) {
     const backend = new WorkerBackend(name);
     const info = await backend.call('hello', []);
-    return new Store(backend, info);
+    return new Store(backend, { ...info, name });
   }
   if (mode !== 'auto' && mode !== 'page') {
     throw tidemarkError({ code: 'store.bad_argument', message: `unknown mode ${mode}` });
@@ -39,7 +39,7 @@ export async function openStore({ name = 'default', mode = 'auto' } = {}) {
   const release = await lockStore(name);
   try {
     const wasm = await WasmStore.open(name);
-    return new Store(new PageBackend(wasm, release), { device: wasm.device });
+    return new Store(new PageBackend(wasm, release), { device: wasm.device, name });
   } catch (error) {
     release();
     throw error;

@@ -1,4 +1,4 @@
-// The API apps use: `Store`, `Collection` and `Sync`, the same whether the store runs in
+// The API apps use: `Store`, `Collection`, `Sync` and `Attachments` (attachments.js), the same whether the store runs in
 // this page or in the app's service worker. Both backends implement:
 //   call(method, args) -> Promise    (methods of the wasm Store, see wasm/src/store.rs)
 //   observe(collection, query, callback) -> unsubscribe function
@@ -112,6 +112,8 @@ export class Sync {
   }
 }
 
+import { Attachments } from './attachments.js';
+
 /** An open store. */
 export class Store {
   #backend;
@@ -125,6 +127,8 @@ export class Store {
     this.mode = backend.mode;
     /** Syncing (see `Sync`). */
     this.sync = new Sync(backend);
+    /** Files attached to documents by token (see attachments.js). */
+    this.attachments = new Attachments(backend, info.name);
   }
 
   /** The collection called `name`. */

@@ -12,7 +12,7 @@ import { VERSION, errorData, lockStore } from './protocol.js';
 const METHODS = new Set([
   'upsert', 'update', 'get', 'delete', 'restore', 'increment', 'find',
   'evict', 'usage', 'export', 'flushed',
-  'connect', 'disconnect', 'syncStatus', 'syncNow', 'devices', 'spaceKey',
+  'connect', 'disconnect', 'syncStatus', 'syncNow', 'devices', 'spaceKey', 'syncAccess',
 ]);
 
 /**

@@ -194,6 +194,19 @@ impl Store {
         inner.engine.space_key().map(encode_space_key)
     }
 
+    /// What the attachment code (JavaScript: it needs `Blob`s and upload progress) needs to
+    /// call the server for this device: `{ server, token, space, device }`.
+    #[wasm_bindgen(js_name = syncAccess)]
+    pub fn sync_access(&self) -> Result<JsValue, JsValue> {
+        let connection = self.connection()?;
+        Ok(js::from_json(&serde_json::json!({
+            "server": connection.server,
+            "token": connection.token,
+            "space": connection.space,
+            "device": self.inner.borrow().engine.device().to_string(),
+        })))
+    }
+
     /// The space's devices as the server lists them (name, role, last seen, last push).
     pub async fn devices(&self) -> Result<JsValue, JsValue> {
         let connection = self.connection()?;
