@@ -102,6 +102,15 @@ test('service worker: tabs share one store and live queries fire in every tab', 
   assert.deepEqual(seen[0], []);
   assert.ok(seen.some((ids) => ids.join() === 'a,b'), JSON.stringify(seen));
 
+  // Writes issued in one turn share one transaction in the worker too: one journal record.
+  const records = await counter.evaluate(async () => {
+    const before = (await window.store.usage()).journalRecords;
+    const menu = window.store.collection('menu');
+    await Promise.all(Array.from({ length: 300 }, (_, n) => menu.upsert({ id: `m${n}`, price: n })));
+    return (await window.store.usage()).journalRecords - before;
+  });
+  assert.equal(records, 1);
+
   // Errors cross the worker boundary with their code.
   const refused = await counter.evaluate(() => window.store.collection('orders')
     .update('missing', { done: true }).then(() => 'ok', (e) => [e.name, e.code]));

@@ -148,6 +148,7 @@ class WorkerBackend {
   #listener;
   #lastHeard = 0;
   #watchdog = null;
+  #outgoing = [];
   #keepalive;
   #syncListeners = new Set();
 
@@ -172,7 +173,10 @@ class WorkerBackend {
         return;
       }
       this.#pending.set(id, { resolve, reject, epoch: this.#epoch });
-      worker.postMessage({ tidemark: VERSION, store: this.#name, id, method, args });
+      // Requests of one turn travel as one message, handled in one task in the worker, so
+      // writes issued together share one IndexedDB transaction there as they do in a page.
+      this.#outgoing.push({ id, method, args });
+      if (this.#outgoing.length === 1) queueMicrotask(() => this.#send());
       this.#watch();
     });
   }
@@ -193,6 +197,20 @@ class WorkerBackend {
       console.error('tidemark: observe failed', error);
       callback.onError?.(error);
     });
+  }
+
+  #send() {
+    const requests = this.#outgoing;
+    this.#outgoing = [];
+    const worker = navigator.serviceWorker.controller;
+    if (worker) {
+      worker.postMessage({ tidemark: VERSION, store: this.#name, requests });
+      return;
+    }
+    for (const { id } of requests) {
+      this.#pending.get(id)?.reject(tidemarkError({ code: 'store.no_worker', message: 'no service worker controls this page' }));
+      this.#pending.delete(id);
+    }
   }
 
   /** While requests wait, pings the worker whenever it has been silent for a while. */

@@ -2,15 +2,16 @@
 //
 // Messages between pages and the service worker that hosts the store:
 //
-// page → worker  { tidemark: VERSION, store, id, method, args }    via controller.postMessage,
-//                which wakes a stopped worker, so a page never talks to a dead port.
+// page → worker  { tidemark: VERSION, store, requests: [{ id, method, args }] }  via
+//                controller.postMessage, which wakes a stopped worker, so a page never talks
+//                to a dead port; the requests of one page turn travel together.
 // worker → page  { tidemark: VERSION, id, epoch, value } or { ..., error: { code, message } }
 // worker → page  { tidemark: VERSION, observation, results }        a live query changed
 //
 // `epoch` names one life of the worker. When it changes (the browser stopped and restarted
 // the worker), pages register their live queries again.
 
-export const VERSION = 1;
+export const VERSION = 2;
 
 /** An Error as data that survives postMessage, keeping its stable `code`. */
 export function errorData(error) {

@@ -91,9 +91,11 @@ export function serveStore() {
 
   self.addEventListener('message', (event) => {
     const message = event.data;
-    if (message?.tidemark !== VERSION || message.id === undefined) return;
-    // Keeps the worker alive until the answer is sent (a write: until it is stored).
-    event.waitUntil(handle(event.source, message));
+    if (message?.tidemark !== VERSION || !Array.isArray(message.requests)) return;
+    // All requests of the message start in this task: writes among them share one
+    // IndexedDB transaction. Keeps the worker alive until every answer is sent.
+    const { store, requests } = message;
+    event.waitUntil(Promise.all(requests.map((request) => handle(event.source, { store, ...request }))));
   });
   self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim()));
   // Pages open from an earlier life of the worker learn of this one.

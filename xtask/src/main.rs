@@ -15,6 +15,9 @@
 //! - `sync-figures`: the sync figures (requests and bytes per write, time to converge and
 //!   what the bucket holds for 20 devices x 1,000 writes; write-to-visible latency between two
 //!   live devices), native clients against a release build of the real server.
+//! - `browser-figures`: the npm package's figures in headless Chromium (gzipped size of the
+//!   wasm and its JavaScript, durable batched writes per second, cold start of a store of
+//!   100,000 documents in a page and in the service worker), `tests/browser/figures.mjs`.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -38,8 +41,9 @@ fn main() -> ExitCode {
         Some("load") => load(),
         Some("npm") => wasm::npm_package().map(|_| ()),
         Some("sync-figures") => sync_figures(),
+        Some("browser-figures") => wasm::browser_figures(),
         _ => {
-            eprintln!("usage: cargo xtask <test|bench|load|npm|sync-figures>");
+            eprintln!("usage: cargo xtask <test|bench|load|npm|sync-figures|browser-figures>");
             eprintln!(
                 "  test   fmt check, clippy (native + wasm32), all tests, docs (-D warnings)"
             );
@@ -51,6 +55,10 @@ fn main() -> ExitCode {
             eprintln!(
                 "  sync-figures  sync cost and latency with native clients (release build), \
                  printing tables"
+            );
+            eprintln!(
+                "  browser-figures  npm package size, writes/s and cold start in headless \
+                 Chromium, printing tables"
             );
             return ExitCode::from(2);
         }

@@ -77,26 +77,56 @@ pub(crate) fn browser_tests() -> TaskResult {
 /// server binary.
 pub(crate) fn package_tests() -> TaskResult {
     ensure_chromium()?;
-    npm_package()?;
+    let dir = install_package(&npm_package()?)?;
+    let mut test = Command::new("npm");
+    // The sync tests run the server binary `cargo test --workspace` built.
+    test.arg("test").current_dir(&dir).env(
+        "TIDEMARK_SERVER_BIN",
+        target_dir().join("debug/tidemark-server"),
+    );
+    run("npm package tests (headless Chromium)", test)
+}
+
+/// Builds the npm package and prints its figures in headless Chromium
+/// (`tests/browser/figures.mjs`): download size, durable batched writes per second, and the
+/// cold start of a store of 100,000 documents, in a page and in the service worker.
+pub(crate) fn browser_figures() -> TaskResult {
+    ensure_chromium()?;
+    let dir = install_package(&npm_package()?)?;
+    let mut figures = Command::new("npm");
+    figures.args(["run", "figures"]).current_dir(&dir);
+    run("npm package figures (headless Chromium)", figures)
+}
+
+/// Installs the browser tests' packages in `tests/browser/`, and the package from `tarball`
+/// (the one just built, wherever the target folder is); returns that folder.
+fn install_package(tarball: &Path) -> Result<PathBuf, String> {
     let dir = workspace_root().join("tests/browser");
-    // Always the tarball just built: npm would otherwise keep an older copy of the same
-    // version (no lockfile, so nothing pins its checksum either).
-    let installed = dir.join("node_modules").join(PACKAGE);
-    if installed.exists() {
-        fs::remove_dir_all(&installed)
-            .map_err(|e| format!("cannot remove {}: {e}", installed.display()))?;
-    }
     let mut install = Command::new("npm");
     install
         .args(["install", "--no-audit", "--no-fund", "--no-package-lock"])
         .current_dir(&dir);
     run("install the browser tests' packages", install)?;
-    let mut test = Command::new("npm");
-    // The sync tests run the server binary `cargo test --workspace` built.
-    test.arg("test")
-        .current_dir(&dir)
-        .env("TIDEMARK_SERVER_BIN", target_dir().join("debug/tidemark-server"));
-    run("npm package tests (headless Chromium)", test)
+    // Removed first: npm would keep an installed copy of the same version (no lockfile pins
+    // its checksum). `--no-save`: the tarball's path depends on the machine.
+    let installed = dir.join("node_modules").join(PACKAGE);
+    if installed.exists() {
+        fs::remove_dir_all(&installed)
+            .map_err(|e| format!("cannot remove {}: {e}", installed.display()))?;
+    }
+    let mut package = Command::new("npm");
+    package
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--no-package-lock",
+            "--no-save",
+        ])
+        .arg(tarball)
+        .current_dir(&dir);
+    run("install the package just built", package)?;
+    Ok(dir)
 }
 
 /// The npm package's name and the bindings' module name.
@@ -111,6 +141,7 @@ const JS_FILES: &[&str] = &[
     "sw.d.ts",
     "store.js",
     "protocol.js",
+    "attachments.js",
 ];
 
 /// Builds the npm package into `target/npm/tidemark/` and packs it as
@@ -211,7 +242,13 @@ fn print_sizes(dir: &Path) -> TaskResult {
     for file in [format!("{BINDINGS}_bg.wasm"), format!("{BINDINGS}.js")]
         .iter()
         .map(String::as_str)
-        .chain(["index.js", "store.js", "protocol.js", "sw.js"])
+        .chain([
+            "index.js",
+            "store.js",
+            "protocol.js",
+            "attachments.js",
+            "sw.js",
+        ])
     {
         let bytes = fs::read(dir.join(file)).map_err(|e| format!("cannot read {file}: {e}"))?;
         let mut gz = GzEncoder::new(Vec::new(), Compression::best());
