@@ -8,19 +8,24 @@ use tidemark_cli::{Client, ClientError, ClientOptions};
 use tidemark_core::sync::{SyncConfig, SyncEvent};
 use tidemark_core::{Role, SpaceKey, Value};
 use tidemark_tests::proxy::{FaultProxy, Faults};
+use tidemark_tests::random::SplitMix64;
 use tidemark_tests::server::{ExternalS3, ServerOptions, ServerProcess, free_port};
 
 const COLLECTIONS: [&str; 3] = ["orders", "menu", "stock"];
 const SYNC_LIMIT: Duration = Duration::from_secs(120);
-/// Simulated days of the 20-device run; each day every online device writes and half of them
-/// sync. Kept small enough for CI's two cores (debug builds).
-const DAYS: usize = 24;
+/// Simulated days of the 20-device run (three months): each day every online device writes,
+/// and one in ten of them syncs, which keeps the run within CI's two cores (debug builds)
+/// while the others fold their levels many times.
+const DAYS: usize = 90;
+/// One online device in this many syncs on a given day.
+const SYNC_ONE_IN: u64 = 10;
 
-/// Small budgets so that a few hundred writes fold through several levels; fast retries.
+/// Tiny budgets so that a device's few dozen writes fold through several levels; fast
+/// retries.
 fn tuned(config: SyncConfig) -> SyncConfig {
     SyncConfig {
-        level0_budget: 2_048,
-        level_growth: 4,
+        level0_budget: 256,
+        level_growth: 2,
         push_delay_millis: 0,
         poll_min_millis: 50,
         retry: tidemark_core::sync::RetryPolicy {
@@ -39,21 +44,13 @@ fn options() -> ClientOptions {
     }
 }
 
-/// A tiny deterministic generator for workloads.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 /// One random transaction: sets, counter increments and deletes across the collections.
 /// Returns what it set, to check later that every acknowledged write is present.
-fn random_write(client: &mut Client, rng: &mut Rng, tag: &str) -> Vec<(String, String, String)> {
+fn random_write(
+    client: &mut Client,
+    rng: &mut SplitMix64,
+    tag: &str,
+) -> Vec<(String, String, String)> {
     let mut set = Vec::new();
     let ops: Vec<(u64, u64, u64)> = (0..3)
         .map(|_| (rng.below(10), rng.below(3), rng.below(40)))
@@ -123,7 +120,7 @@ async fn twenty_devices_converge_across_offline_periods_and_many_compactions() {
     for _ in 0..20 {
         devices.push(server.device(Role::Writer, None, options()).await);
     }
-    let mut rng = Rng(0x5eed_1234_abcd);
+    let mut rng = SplitMix64(0x5eed_1234_abcd);
     let mut written = Vec::new();
     // Device 19 goes offline for the whole run (the simulated months in which the others
     // write, sync and fold their levels many times), with writes of its own.
@@ -134,11 +131,22 @@ async fn twenty_devices_converge_across_offline_periods_and_many_compactions() {
                 continue; // offline today
             }
             written.extend(random_write(device, &mut rng, &format!("d{day}-{i}")));
-            if i != sleeper && rng.below(2) == 0 {
+            if i != sleeper && rng.below(SYNC_ONE_IN) == 0 {
                 device.sync(SYNC_LIMIT).await.expect("sync");
             }
         }
     }
+    // The others compacted many times while the sleeper was away: contents folded up to
+    // the second level and beyond.
+    let folded = server
+        .stored_objects()
+        .iter()
+        .filter(|(path, _)| {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            matches!(name.as_deref(), Some("L2" | "L3" | "L4" | "L5"))
+        })
+        .count();
+    assert!(folded > 0, "no level above L1 was written");
     // Everyone comes online; two passes bring every change to every device.
     sync_all(&mut devices).await;
     sync_all(&mut devices).await;
@@ -191,7 +199,7 @@ async fn faults_between_devices_and_store_and_a_killed_fold_lose_nothing_and_idl
     for _ in 0..5 {
         devices.push(server.device(Role::Writer, None, options()).await);
     }
-    let mut rng = Rng(0xfa17);
+    let mut rng = SplitMix64(0xfa17);
     let mut written = Vec::new();
     proxy.set_faults(Faults {
         drop_before_forward: 0.04,
@@ -289,7 +297,7 @@ async fn the_independent_s3_server_converges_too() {
     for _ in 0..4 {
         devices.push(server.device(Role::Writer, None, options()).await);
     }
-    let mut rng = Rng(0x53);
+    let mut rng = SplitMix64(0x53);
     let mut written = Vec::new();
     for round in 0..10 {
         for (i, device) in devices.iter_mut().enumerate() {
