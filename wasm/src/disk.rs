@@ -179,6 +179,18 @@ impl Disk {
         Ok(())
     }
 
+    /// Resolves once every transaction started before it has committed: IndexedDB runs
+    /// read-write transactions over the same stores in the order they were made.
+    pub async fn barrier(&self) -> Result<(), StoreError> {
+        let tx = self
+            .db
+            .transaction([META, JOURNAL])
+            .with_mode(TransactionMode::Readwrite)
+            .build()?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Replaces the checkpoint and drops the journal records up to `journal_upto` (which the
     /// checkpoint holds), in one transaction.
     pub async fn save_checkpoint(

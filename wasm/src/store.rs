@@ -85,8 +85,13 @@ struct Observer {
 
 /// What a flush writes.
 enum Flush {
-    Append { seq: u64, batch: Vec<u8> },
+    Append {
+        seq: u64,
+        batch: Vec<u8>,
+    },
     Checkpoint(Checkpoint),
+    /// Nothing new: an empty transaction, which commits after every earlier one.
+    Barrier,
 }
 
 /// A checkpoint to store, and the journal records it holds.
@@ -337,12 +342,9 @@ impl Store {
         let mut inner = self.inner.borrow_mut();
         let pending = Pending::new();
         let promise = pending.promise.clone();
-        match &inner.batch {
-            None => {
-                let _ = pending.resolve.call0(&JsValue::NULL);
-            }
-            Some(_) => inner.enqueue(JsValue::UNDEFINED, pending, &self.inner, &self.disk),
-        }
+        // Always through a flush, even with nothing new: an earlier flush may still be
+        // committing, and this one's transaction is ordered after it.
+        inner.enqueue(JsValue::UNDEFINED, pending, &self.inner, &self.disk);
         promise
     }
 
@@ -547,6 +549,9 @@ impl Inner {
     /// What the next flush writes: the batch as a journal record, or a checkpoint when the
     /// journal is long (or eviction asked for one).
     fn plan_flush(&mut self, batch: State) -> Flush {
+        if batch.is_empty() && !self.force_checkpoint {
+            return Flush::Barrier;
+        }
         let encoded = batch.encode();
         let over = self.journal_records + 1 > JOURNAL_MAX_RECORDS
             || self.journal_bytes + encoded.len() > JOURNAL_MAX_BYTES;
@@ -577,6 +582,7 @@ async fn flush(inner: Rc<RefCell<Inner>>, disk: Rc<Disk>) {
     let stored = match plan {
         Flush::Append { seq, batch } => disk.append(seq, &batch).await,
         Flush::Checkpoint(checkpoint) => checkpoint.store(&disk).await,
+        Flush::Barrier => disk.barrier().await,
     };
     if let Err(error) = &stored {
         inner
