@@ -153,6 +153,20 @@ test('a store resumes syncing after a reload, and refuses a second space', { tim
     .connect({ server: location.origin, invite: 'tmi_not_a_real_invite' })
     .then(() => 'connected', (error) => [error.name, typeof error.code]));
   assert.deepEqual(badInvite, ['TidemarkError', 'string']);
+
+  // Disconnecting stops syncing and forgets the connection, across a reload too.
+  await a.page.evaluate(() => window.store.sync.disconnect());
+  assert.equal((await a.page.evaluate(() => window.store.sync.status())).connected, false);
+  await a.page.evaluate(() => window.store.close());
+  await a.page.reload();
+  await a.page.evaluate(() => window.ready);
+  const after = await a.page.evaluate(async () => {
+    window.store = await tm.openStore({ name: 'restaurant' });
+    const resumed = await window.store.sync.connect().then(() => 'resumed', (error) => error.code);
+    return { status: await window.store.sync.status(), resumed };
+  });
+  assert.equal(after.status.connected, false);
+  assert.equal(after.resumed, 'store.bad_argument');
   await a.context.close();
 });
 

@@ -123,6 +123,12 @@ pub(crate) struct Pending {
     pub(crate) reject: Function,
 }
 
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pending")
+    }
+}
+
 impl Pending {
     pub(crate) fn new() -> Pending {
         let mut settle = None;

@@ -44,6 +44,8 @@ pub(crate) struct Inner {
     pub(crate) sync: Option<SyncState>,
     /// The app's sync event listeners (`onSyncEvent`), kept across reconnections.
     pub(crate) sync_listeners: Vec<Function>,
+    /// How many times syncing was started: numbers each start's driver loop.
+    pub(crate) sync_runs: u64,
     /// The sequence number of the next journal record.
     next_seq: u64,
     /// The journal's size since the last checkpoint.
@@ -69,12 +71,6 @@ struct Batch {
     changes: State,
     /// Each write's promise: resolved with its value once the batch is durable.
     acks: Vec<(JsValue, Pending)>,
-}
-
-impl std::fmt::Debug for Pending {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Pending")
-    }
 }
 
 #[derive(Debug)]
@@ -413,6 +409,7 @@ impl Store {
             device_seed,
             sync: None,
             sync_listeners: Vec::new(),
+            sync_runs: 0,
             next_seq: 0,
             journal_records: 0,
             journal_bytes: 0,

@@ -61,7 +61,8 @@ struct ConnectOptions {
 #[derive(Debug)]
 pub(crate) struct SyncState {
     connection: Connection,
-    /// Each start gets a new number; a driver loop whose number is not the current one ends.
+    /// This start's number (from 1; 0 once stopped): a driver loop whose number is not the
+    /// current one ends.
     run: u64,
     wake: Rc<Wakeup>,
     stream: Option<AbortController>,
@@ -156,6 +157,7 @@ impl Store {
     /// writes wait until `connect` is called again.
     pub async fn disconnect(&self) -> Result<(), JsValue> {
         self.stop_sync();
+        self.inner.borrow_mut().sync = None;
         self.disk.save_connection(None).await?;
         Ok(())
     }
@@ -315,7 +317,8 @@ impl Store {
     pub(crate) fn start_sync(&self, connection: Connection) {
         self.stop_sync();
         let mut inner = self.inner.borrow_mut();
-        let run = inner.sync.as_ref().map_or(0, |s| s.run + 1);
+        inner.sync_runs += 1;
+        let run = inner.sync_runs;
         inner.sync = Some(SyncState {
             connection,
             run,
@@ -334,7 +337,8 @@ impl Store {
     pub(crate) fn stop_sync(&self) {
         let mut inner = self.inner.borrow_mut();
         if let Some(sync) = &mut inner.sync {
-            sync.run += 1;
+            // A number no loop has: the running ones end.
+            sync.run = 0;
             if let Some(stream) = sync.stream.take() {
                 stream.abort();
             }
