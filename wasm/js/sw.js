@@ -32,7 +32,10 @@ export function serveStore() {
       // The lock is held for the worker's life: no page can open the store beside it.
       const opening = wasm
         .then(() => lockStore(name))
-        .then(() => WasmStore.open(name))
+        .then((release) => WasmStore.open(name).catch((error) => {
+          release(); // so that the next request may try again
+          throw error;
+        }))
         .then((store) => {
           // Sync runs here; every page hears its events.
           store.onSyncEvent((syncEvent) => broadcast({ tidemark: VERSION, store: name, syncEvent }));
