@@ -2,62 +2,10 @@
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value as Json, json};
-use tidemark_core::{DeviceId, DeviceKey, Role, ServerPublicKey, registration_message};
+use serde_json::json;
+use tidemark_core::{DeviceId, DeviceKey, Role, registration_message};
 
-/// A refusal or failure of the server API.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    /// The server answered with an error: its status and `{code, message}`.
-    #[error("server refused ({status} {code}): {message}")]
-    Refused {
-        /// HTTP status.
-        status: u16,
-        /// The server's stable error code.
-        code: String,
-        /// The server's message.
-        message: String,
-    },
-    /// The server could not be reached or answered something unreadable.
-    #[error("cannot reach the server: {0}")]
-    Unreachable(String),
-}
-
-impl ApiError {
-    /// The HTTP status, if the server answered.
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            ApiError::Refused { status, .. } => Some(*status),
-            ApiError::Unreachable(_) => None,
-        }
-    }
-}
-
-/// `GET /v1/info`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Info {
-    /// The key that signs certificates and grants' revocation lists.
-    pub server_public_key: ServerPublicKey,
-    /// The server's clock.
-    pub server_time: u64,
-}
-
-/// A session from `POST /v1/session`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Session {
-    /// Bearer token.
-    pub token: String,
-    /// The member.
-    pub user: String,
-    /// When the token expires (server time).
-    pub expires_at: u64,
-    /// The space joined (invite sessions).
-    pub space: Option<String>,
-    /// The role in it.
-    pub role: Option<Role>,
-}
+pub use tidemark_core::sync::api::{ApiError, Info, Session};
 
 /// A client of one server, with or without a session.
 #[derive(Clone, Debug)]
@@ -110,18 +58,7 @@ impl Api {
         if (200..300).contains(&status) {
             return Ok(body.to_vec());
         }
-        let error: Json = serde_json::from_slice(&body).unwrap_or_default();
-        let text = |field: &str| {
-            error[field]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("HTTP {status}"))
-        };
-        Err(ApiError::Refused {
-            status,
-            code: text("code"),
-            message: text("message"),
-        })
+        Err(ApiError::refused(status, &body))
     }
 
     async fn call<T: DeserializeOwned>(

@@ -5,68 +5,15 @@ use js_sys::{Reflect, Uint8Array};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value as Json, json};
+pub use tidemark_core::sync::api::{ApiError, Info, Session};
 use tidemark_core::sync::{EventStream, HttpMethod, HttpOutcome, HttpRequest, ServerEvent};
-use tidemark_core::{DeviceId, DeviceKey, Role, ServerPublicKey, registration_message};
+use tidemark_core::{DeviceId, DeviceKey, Role, registration_message};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortSignal, ReadableStreamDefaultReader, RequestCache};
 
 /// Sent to the server with registrations and grants, for its device list.
 const SDK_VERSION: &str = concat!("tidemark-wasm/", env!("CARGO_PKG_VERSION"));
-
-/// A refusal or failure of the server API.
-#[derive(Clone, Debug, thiserror::Error)]
-pub enum ApiError {
-    /// The server answered with an error: its status and `{code, message}`.
-    #[error("server refused ({status} {code}): {message}")]
-    Refused {
-        /// HTTP status.
-        status: u16,
-        /// The server's stable error code.
-        code: String,
-        /// The server's message.
-        message: String,
-    },
-    /// The server could not be reached or answered something unreadable.
-    #[error("cannot reach the server: {0}")]
-    Unreachable(String),
-}
-
-impl ApiError {
-    /// The HTTP status, if the server answered.
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            ApiError::Refused { status, .. } => Some(*status),
-            ApiError::Unreachable(_) => None,
-        }
-    }
-
-    /// A stable code: the server's, or `sync.unreachable`.
-    pub fn code(&self) -> &str {
-        match self {
-            ApiError::Refused { code, .. } => code,
-            ApiError::Unreachable(_) => "sync.unreachable",
-        }
-    }
-}
-
-/// `GET /v1/info`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Info {
-    /// The key that signs certificates and grants.
-    pub server_public_key: ServerPublicKey,
-}
-
-/// A session from `POST /v1/session`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Session {
-    /// Bearer token.
-    pub token: String,
-    /// The space joined (invite sessions).
-    pub space: Option<String>,
-}
 
 /// A client of one server.
 #[derive(Clone, Debug)]
@@ -109,18 +56,7 @@ impl Api {
         if (200..300).contains(&status) {
             return Ok(body);
         }
-        let error: Json = serde_json::from_slice(&body).unwrap_or_default();
-        let text = |field: &str| {
-            error[field]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("HTTP {status}"))
-        };
-        Err(ApiError::Refused {
-            status,
-            code: text("code"),
-            message: text("message"),
-        })
+        Err(ApiError::refused(status, &body))
     }
 
     async fn call<T: DeserializeOwned>(

@@ -15,6 +15,7 @@
 //!
 //! See `ARCHITECTURE.md` ("Sync") for the levels, polling and persistence rules.
 
+pub mod api;
 mod backoff;
 mod checkpoint;
 mod engine;
