@@ -16,9 +16,9 @@
 //! is committed; now and then the journal is folded into a new checkpoint, in one transaction
 //! that also deletes the journal records the checkpoint holds, so the two never disagree.
 
-use indexed_db_futures::database::{Database, VersionChangeEvent};
+use indexed_db_futures::database::{Database, ObjectStoreName, VersionChangeEvent};
 use indexed_db_futures::prelude::*;
-use indexed_db_futures::transaction::TransactionMode;
+use indexed_db_futures::transaction::{Transaction, TransactionMode};
 use js_sys::Uint8Array;
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -148,11 +148,7 @@ impl Disk {
 
     /// Stores a new device's identity and space, before anything else is written.
     pub async fn init(&self, device_seed: &[u8; 32], space: &str) -> Result<(), StoreError> {
-        let tx = self
-            .db
-            .transaction(META)
-            .with_mode(TransactionMode::Readwrite)
-            .build()?;
+        let tx = self.read_write(META)?;
         let meta = tx.object_store(META)?;
         meta.put(JsValue::from(Uint8Array::from(&device_seed[..])))
             .with_key(DEVICE_KEY)
@@ -166,11 +162,7 @@ impl Disk {
 
     /// Appends one write batch to the journal; resolves once it is committed.
     pub async fn append(&self, seq: u64, batch: &[u8]) -> Result<(), StoreError> {
-        let tx = self
-            .db
-            .transaction(JOURNAL)
-            .with_mode(TransactionMode::Readwrite)
-            .build()?;
+        let tx = self.read_write(JOURNAL)?;
         tx.object_store(JOURNAL)?
             .put(JsValue::from(Uint8Array::from(batch)))
             .with_key(seq as f64)
@@ -182,11 +174,7 @@ impl Disk {
     /// Resolves once every transaction started before it has committed: IndexedDB runs
     /// read-write transactions over the same stores in the order they were made.
     pub async fn barrier(&self) -> Result<(), StoreError> {
-        let tx = self
-            .db
-            .transaction([META, JOURNAL])
-            .with_mode(TransactionMode::Readwrite)
-            .build()?;
+        let tx = self.read_write([META, JOURNAL])?;
         tx.commit().await?;
         Ok(())
     }
@@ -199,11 +187,7 @@ impl Disk {
         checkpoint: &[u8],
         journal_upto: Option<u64>,
     ) -> Result<(), StoreError> {
-        let tx = self
-            .db
-            .transaction([META, JOURNAL])
-            .with_mode(TransactionMode::Readwrite)
-            .build()?;
+        let tx = self.read_write([META, JOURNAL])?;
         let meta = tx.object_store(META)?;
         meta.put(JsValue::from(space))
             .with_key(SPACE_KEY)
@@ -233,11 +217,7 @@ impl Disk {
     }
 
     async fn put_meta(&self, key: &str, value: Option<JsValue>) -> Result<(), StoreError> {
-        let tx = self
-            .db
-            .transaction(META)
-            .with_mode(TransactionMode::Readwrite)
-            .build()?;
+        let tx = self.read_write(META)?;
         let meta = tx.object_store(META)?;
         match value {
             Some(value) => {
@@ -249,6 +229,14 @@ impl Disk {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    fn read_write<S: ObjectStoreName>(&self, stores: S) -> Result<Transaction<'_>, StoreError> {
+        Ok(self
+            .db
+            .transaction(stores)
+            .with_mode(TransactionMode::Readwrite)
+            .build()?)
     }
 
     /// Closes the connection; later calls fail.

@@ -1,6 +1,20 @@
 //! The store's browser tests, run in a page (`page.rs`) and in a service worker
 //! (`service_worker.rs`): real IndexedDB in headless Chromium.
 
+/// The `#[wasm_bindgen_test]` wrappers of every test below, for a test binary that has chosen
+/// where it runs (`wasm_bindgen_test_configure!`).
+#[macro_export]
+macro_rules! store_tests {
+    ($($test:ident),* $(,)?) => {
+        $(
+            #[wasm_bindgen_test::wasm_bindgen_test]
+            async fn $test() {
+                common::$test().await;
+            }
+        )*
+    };
+}
+
 use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
 use tidemark_wasm::Store;
 use wasm_bindgen::prelude::*;
