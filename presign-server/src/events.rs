@@ -5,6 +5,7 @@
 //! gets a `reset` event, telling it to poll every pack once, instead of silently missing events.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
@@ -49,6 +50,9 @@ pub struct Subscription {
 pub struct EventHub {
     boot: String,
     spaces: Mutex<HashMap<String, SpaceChannel>>,
+    /// Set when the server shuts down: subscriptions end, so that the graceful shutdown does
+    /// not wait for event streams that never finish.
+    closed: AtomicBool,
 }
 
 impl EventHub {
@@ -57,7 +61,18 @@ impl EventHub {
         EventHub {
             boot,
             spaces: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
         }
+    }
+
+    /// Ends every subscription, now and to come (their receivers see `Closed`).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        // Dropping the senders closes the receivers.
+        self.spaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     fn channel<'a>(
@@ -97,6 +112,14 @@ impl EventHub {
     /// Subscribes to a space, replaying what came after `last_event_id`.
     pub fn subscribe(&self, space: &str, last_event_id: Option<&str>) -> Subscription {
         let mut spaces = self.spaces.lock().unwrap_or_else(|e| e.into_inner());
+        if self.closed.load(Ordering::SeqCst) {
+            // A receiver whose sender is gone: the stream ends at once.
+            return Subscription {
+                replay: Vec::new(),
+                reset: false,
+                receiver: broadcast::channel(1).1,
+            };
+        }
         let channel = Self::channel(&mut spaces, space);
         let receiver = channel.sender.subscribe();
         let Some(last) = last_event_id.filter(|id| !id.is_empty()) else {
@@ -146,6 +169,17 @@ impl EventHub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::sync::broadcast::error::TryRecvError;
+
+    #[test]
+    fn closing_ends_every_subscription() {
+        let hub = EventHub::new("b1".into());
+        let mut before = hub.subscribe("s", None).receiver;
+        hub.close();
+        assert!(matches!(before.try_recv(), Err(TryRecvError::Closed)));
+        let mut after = hub.subscribe("s", None).receiver;
+        assert!(matches!(after.try_recv(), Err(TryRecvError::Closed)));
+    }
 
     #[test]
     fn reconnecting_client_gets_what_it_missed() {

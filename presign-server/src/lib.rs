@@ -311,12 +311,18 @@ pub async fn run(
     serve(listener, state, shutdown).await
 }
 
-/// Serves an already built state.
+/// Serves an already built state. When `shutdown` resolves, event streams end and open
+/// requests are drained.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartupError> {
+    let closing = state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        closing.events.close();
+    };
     let app = routes::app(state);
     axum::serve(
         listener,
