@@ -166,7 +166,7 @@ test('a store resumes syncing after a reload, and refuses a second space', { tim
     return { status: await window.store.sync.status(), resumed };
   });
   assert.equal(after.status.connected, false);
-  assert.equal(after.resumed, 'store.bad_argument');
+  assert.equal(after.resumed, 'sync.not_connected');
   await a.context.close();
 });
 

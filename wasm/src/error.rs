@@ -30,6 +30,9 @@ pub enum StoreError {
     /// The store was closed.
     #[error("the store is closed")]
     Closed,
+    /// Needs a connection (`sync.connect`) the store does not have.
+    #[error("this store is not connected (call sync.connect first)")]
+    NotConnected,
     /// The sync server refused or could not be reached (its code, or `sync.unreachable`).
     #[error("{message}")]
     Server {
@@ -52,6 +55,7 @@ impl StoreError {
             StoreError::Storage(_) => "store.storage",
             StoreError::Corrupt(_) => "store.corrupt",
             StoreError::Closed => "store.closed",
+            StoreError::NotConnected => "sync.not_connected",
         }
     }
 

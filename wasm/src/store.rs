@@ -206,6 +206,7 @@ impl Store {
 
     /// The document, or `undefined` when there is none or it is deleted.
     pub fn get(&self, collection: &str, id: &str) -> JsValue {
+        self.follow(collection);
         let inner = self.inner.borrow();
         match inner.engine.replica().get(collection, id) {
             Some(doc) => js::from_json(&js::document_json(&doc)),
@@ -217,6 +218,7 @@ impl Store {
     /// includeDeleted }`), as plain objects.
     pub fn find(&self, collection: &str, query: JsValue) -> Result<Array, JsValue> {
         let query = parse_query(collection, &query)?;
+        self.follow(collection);
         let inner = self.inner.borrow();
         Ok(inner
             .engine
@@ -236,6 +238,7 @@ impl Store {
         callback: Function,
     ) -> Result<u32, JsValue> {
         let query = parse_query(collection, &query)?;
+        self.follow(collection);
         let mut inner = self.inner.borrow_mut();
         let live = LiveQuery::new(query, inner.engine.replica());
         let handle = inner.next_observer;

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use js_sys::Function;
 use serde::{Deserialize, Serialize};
 use tidemark_core::sync::{Step, SyncEngine, SyncError, SyncEvent};
-use tidemark_core::{DeviceKey, SpaceKey};
+use tidemark_core::{DeviceKey, SpaceKey, validate_collection_name};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::AbortController;
@@ -228,7 +228,7 @@ impl Store {
             .sync
             .as_ref()
             .map(|s| s.connection.clone())
-            .ok_or_else(|| StoreError::BadArgument("this store is not connected".into()))
+            .ok_or(StoreError::NotConnected)
     }
 
     async fn connect_with(&self, options: JsValue) -> Result<JsValue, StoreError> {
@@ -331,6 +331,22 @@ impl Store {
         drop(inner);
         spawn_local(drive(Rc::clone(&self.inner), Rc::clone(&self.disk), run));
         spawn_local(listen(Rc::clone(&self.inner), run));
+    }
+
+    /// Syncs `collection` from now on: a collection this device only reads (a kitchen screen
+    /// reading the counter's orders) is synced as well as those it writes.
+    pub(crate) fn follow(&self, collection: &str) {
+        let mut inner = self.inner.borrow_mut();
+        if validate_collection_name(collection).is_err()
+            || inner.engine.collections().any(|c| c == collection)
+        {
+            return;
+        }
+        inner.engine.subscribe(collection);
+        if let Some(sync) = &inner.sync {
+            // The grant for it is fetched now, not at the next poll.
+            sync.wake.wake();
+        }
     }
 
     /// Stops the driver loop and the event stream (the connection stays stored).
