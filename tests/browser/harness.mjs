@@ -80,9 +80,10 @@ const ADMIN_SECRET = 'browser-tests-admin-secret';
 
 /**
  * Starts the real server on a free loopback port with a fresh data folder and its embedded
- * object store, serving the test site and the installed package (under `/pkg/`: `/tidemark/` is the embedded store's bucket) as its
- * app, so pages, API and store share one origin. Resolves to `{ url, dataDir, invite(role),
- * stop }`.
+ * object store, serving the test site and the installed package (under `/pkg/`: `/tidemark/`
+ * is the embedded store's bucket) as its app, so pages, API and store share one origin.
+ * Resolves to `{ url, dataDir, invite(role), halt, resume, stop }`: `halt` stops the process
+ * and keeps its data, `resume` starts it again on the same port and data.
  */
 export async function startServer() {
   const work = await mkdtemp(join(tmpdir(), 'tidemark-browser-'));
@@ -91,13 +92,44 @@ export async function startServer() {
   await cp(join(here, 'node_modules/tidemark'), join(app, 'pkg'), { recursive: true, dereference: true });
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const child = spawn(SERVER_BIN, [
+  const dataDir = join(work, 'data');
+  const args = [
     '--listen', `127.0.0.1:${port}`,
-    '--data-dir', join(work, 'data'),
+    '--data-dir', dataDir,
     '--admin-secret', ADMIN_SECRET,
     '--auth-rate-per-minute', '100000',
     '--app-dir', app,
-  ], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, RUST_LOG: 'warn' } });
+  ];
+  let running = await launchServer(url, args);
+  const admin = await post(`${url}/v1/session`, { adminSecret: ADMIN_SECRET });
+  const halt = async () => {
+    await running?.stop();
+    running = null;
+  };
+  return {
+    url,
+    /** The server's data folder (registry, embedded objects). */
+    dataDir,
+    /** A fresh invite code to the default space. */
+    invite: async (role = 'writer') =>
+      (await post(`${url}/v1/spaces/default/invites`, { role }, admin.token)).code,
+    halt,
+    resume: async () => {
+      running ??= await launchServer(url, args);
+    },
+    stop: async () => {
+      await halt();
+      await rm(work, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Runs the server binary with `args` and waits until `url` answers its health check. */
+async function launchServer(url, args) {
+  const child = spawn(SERVER_BIN, args, {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, RUST_LOG: 'warn' },
+  });
   const exited = new Promise((resolve) => child.once('exit', resolve));
   for (let tries = 0; ; tries++) {
     try {
@@ -108,18 +140,10 @@ export async function startServer() {
     if (child.exitCode !== null || tries > 300) throw new Error(`${SERVER_BIN} did not start`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  const admin = await post(`${url}/v1/session`, { adminSecret: ADMIN_SECRET });
   return {
-    url,
-    /** The server's data folder (registry, embedded objects). */
-    dataDir: join(work, 'data'),
-    /** A fresh invite code to the default space. */
-    invite: async (role = 'writer') =>
-      (await post(`${url}/v1/spaces/default/invites`, { role }, admin.token)).code,
     stop: async () => {
       child.kill();
       await exited;
-      await rm(work, { recursive: true, force: true });
     },
   };
 }
