@@ -97,3 +97,28 @@ test('a 20 MiB attachment: cancelled, resumed, downloaded intact', { timeout: 12
   await a.context.close();
   await b.context.close();
 });
+
+test('an attachment put offline is queued, and uploaded once sync reaches the server', { timeout: 60_000 }, async () => {
+  const a = await connectedPage('offline-uploader');
+  await a.context.setOffline(true);
+  const put = await a.page.evaluate(async () => {
+    const file = new Blob([crypto.getRandomValues(new Uint8Array(60_000)), 'menu photo']);
+    const token = await window.store.attachments.put(file);
+    return { token, queued: await window.store.attachments.queued() };
+  });
+  assert.match(put.token, /^sha256:[0-9a-f]{64}$/);
+  assert.deepEqual(put.queued, [put.token]);
+
+  // Back online: sync finds the server, and the queued upload goes up by itself.
+  await a.context.setOffline(false);
+  const deadline = Date.now() + 30_000;
+  while ((await a.page.evaluate(() => window.store.attachments.queued())).length > 0) {
+    assert.ok(Date.now() < deadline, 'the queued upload did not go up');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  const b = await connectedPage('offline-viewer');
+  const size = await b.page.evaluate((token) => window.store.attachments.get(token).then((blob) => blob.size), put.token);
+  assert.equal(size, 60_000 + 'menu photo'.length);
+  await a.context.close();
+  await b.context.close();
+});

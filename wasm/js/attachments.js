@@ -3,7 +3,9 @@
 // Written in JavaScript rather than wasm: it works on `Blob`s and needs upload progress.
 //
 // A token is `sha256:{hex}`. Every attachment put or got on this device is kept in Cache
-// Storage, so it opens offline afterwards.
+// Storage, so it opens offline afterwards. An attachment put while the server or the bucket
+// cannot be reached waits there too, marked as queued, and is uploaded when the store is
+// back online (see `flush`).
 
 import { tidemarkError } from './protocol.js';
 
@@ -12,6 +14,10 @@ const TOKEN_PREFIX = 'sha256:';
 const TRIES = 4;
 /** Headers a browser sets itself and refuses from scripts. */
 const BROWSER_HEADERS = new Set(['content-length', 'host']);
+
+/** Codes of failures that mean "not now" rather than "no": the upload waits on this device. */
+const WAIT_CODES = new Set(['sync.unreachable', 'sync.not_connected', 'attachment.upload_failed']);
+const waitsForNetwork = (error) => WAIT_CODES.has(error?.code) || /^http\.5\d\d$/.test(error?.code ?? '');
 
 /** Partial downloads, resumed with a `Range` request by the next `get` of the same token. */
 const partials = new Map();
@@ -22,20 +28,85 @@ const partEtags = new Map();
 export class Attachments {
   #backend;
   #cacheName;
+  /** Whether uploads may be queued (true until the first flush has looked). */
+  #queued = true;
+  #flushing = null;
 
-  constructor(backend, storeName) {
+  constructor(backend, storeName, sync) {
     this.#backend = backend;
     this.#cacheName = `tidemark-attachments:${storeName}`;
+    // Queued uploads go up once sync reaches the server (first after open, then after
+    // every time it was offline and a put was queued).
+    sync.on((event) => {
+      if (event.type === 'status' && event.status.online && this.#queued) this.flush().catch(() => {});
+    });
   }
 
   /**
-   * Stores `blob` and uploads it; resolves to its token (`sha256:…`) once it is in the
-   * bucket. `onProgress(sent, total)` reports bytes; `signal` cancels. A cancelled or failed
-   * upload of a large file resumes where it stopped when `put` is called again with it.
+   * Stores `blob` on this device and uploads it; resolves to its token (`sha256:…`) once it
+   * is in the bucket, or once it is queued when the server or the bucket cannot be reached
+   * (offline, not connected yet): it is then uploaded when the store is back online.
+   * `onProgress(sent, total)` reports bytes; `signal` cancels (rejects with
+   * `attachment.cancelled`, nothing is queued). A cancelled or failed upload of a large file
+   * resumes where it stopped.
    */
   async put(blob, { onProgress, signal } = {}) {
     const sha256 = await digest(blob);
     await this.#cache(sha256, blob);
+    try {
+      await this.#upload(sha256, blob, onProgress, signal);
+    } catch (error) {
+      if (signal?.aborted || !waitsForNetwork(error)) throw error;
+      await (await this.#open())?.put(queueKey(sha256), new Response(''));
+      this.#queued = true;
+    }
+    return TOKEN_PREFIX + sha256;
+  }
+
+  /** Tokens of the attachments put on this device that are not uploaded yet. */
+  async queued() {
+    const cache = await this.#open();
+    const keys = (await cache?.keys()) ?? [];
+    const prefix = queueKey('');
+    return keys.filter((r) => r.url.startsWith(prefix)).map((r) => TOKEN_PREFIX + r.url.slice(prefix.length));
+  }
+
+  /**
+   * Uploads the queued attachments, one at a time. The store calls it by itself when it
+   * opens and whenever sync finds the server again; resolves to `{ uploaded, waiting }`
+   * (tokens). An upload refused for good (e.g. `blob.too_large`) stays queued, and its
+   * error is in `failed`.
+   */
+  flush() {
+    this.#flushing ??= this.#flush().finally(() => { this.#flushing = null; });
+    return this.#flushing;
+  }
+
+  async #flush() {
+    const uploaded = [];
+    const failed = [];
+    const cache = await this.#open();
+    const waiting = await this.queued();
+    for (const token of [...waiting]) {
+      const sha256 = token.slice(TOKEN_PREFIX.length);
+      const kept = await cache.match(cacheKey(sha256));
+      try {
+        if (!kept) throw tidemarkError({ code: 'attachment.missing', message: `${token} is no longer on this device` });
+        await this.#upload(sha256, await kept.blob());
+      } catch (error) {
+        if (waitsForNetwork(error)) break; // still offline: the rest waits too
+        failed.push({ token, code: error.code, message: error.message });
+        continue;
+      }
+      await cache.delete(queueKey(sha256));
+      waiting.splice(waiting.indexOf(token), 1);
+      uploaded.push(token);
+    }
+    this.#queued = waiting.length > 0;
+    return { uploaded, waiting, failed };
+  }
+
+  async #upload(sha256, blob, onProgress, signal) {
     const access = await this.#backend.call('syncAccess', []);
     const start = await api(access, 'POST', `/v1/spaces/${access.space}/blobs`, {
       device: access.device, sha256, size: blob.size,
@@ -43,7 +114,7 @@ export class Attachments {
     const report = (sent) => onProgress?.(Math.min(sent, blob.size), blob.size);
     if (start.status === 'exists') {
       report(blob.size);
-      return TOKEN_PREFIX + sha256;
+      return;
     }
     const etags = partEtags.get(sha256) ?? new Map();
     partEtags.set(sha256, etags);
@@ -66,7 +137,6 @@ export class Attachments {
     await api(access, 'POST', start.complete, { device: access.device, parts }, signal);
     partEtags.delete(sha256);
     report(blob.size);
-    return TOKEN_PREFIX + sha256;
   }
 
   /**
@@ -125,6 +195,11 @@ function parseToken(token) {
 
 function cacheKey(sha256) {
   return new URL(`/.tidemark/attachments/${sha256}`, globalThis.location.href).href;
+}
+
+/** The mark of an attachment waiting for its upload (an empty entry). */
+function queueKey(sha256) {
+  return new URL(`/.tidemark/attachments/queued/${sha256}`, globalThis.location.href).href;
 }
 
 async function digest(blob) {

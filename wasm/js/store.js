@@ -1,9 +1,12 @@
-// The API apps use: `Store`, `Collection`, `Sync` and `Attachments` (attachments.js), the same whether the store runs in
-// this page or in the app's service worker. Both backends implement:
+// The API apps use: `Store`, `Collection`, `Sync` and `Attachments` (attachments.js), the
+// same whether the store runs in this page or in the app's service worker. Both backends
+// implement:
 //   call(method, args) -> Promise    (methods of the wasm Store, see wasm/src/store.rs)
-//   observe(collection, query, callback) -> unsubscribe function
+//   observe(collection, query, callback, onError) -> unsubscribe function
 //   onSyncEvent(listener) -> unsubscribe function
 //   close() -> Promise
+
+import { Attachments } from './attachments.js';
 
 /** A collection of documents: plain objects with a string `id`. */
 export class Collection {
@@ -53,9 +56,11 @@ export class Collection {
   }
 
   /** Calls `callback(results)` now and whenever the query's results change, from a write in
-   * any tab or from sync. Returns a function that stops it. */
-  observe(query, callback) {
-    return this.#backend.observe(this.name, query ?? {}, callback);
+   * any tab or from sync. Returns a function that stops it. A query the store refuses
+   * (`query.*` codes) goes to `onError`, asynchronously in either mode, and the observation
+   * ends; without `onError` it is logged with `console.error`. */
+  observe(query, callback, onError = logObserveError) {
+    return this.#backend.observe(this.name, query ?? {}, callback, onError);
   }
 }
 
@@ -112,8 +117,6 @@ export class Sync {
   }
 }
 
-import { Attachments } from './attachments.js';
-
 /** An open store. */
 export class Store {
   #backend;
@@ -128,7 +131,7 @@ export class Store {
     /** Syncing (see `Sync`). */
     this.sync = new Sync(backend);
     /** Files attached to documents by token (see attachments.js). */
-    this.attachments = new Attachments(backend, info.name);
+    this.attachments = new Attachments(backend, info.name, this.sync);
   }
 
   /** The collection called `name`. */
@@ -168,4 +171,8 @@ export class Store {
   close() {
     return this.#backend.close();
   }
+}
+
+function logObserveError(error) {
+  console.error(`tidemark: observe failed (${error.code}): ${error.message}`);
 }
