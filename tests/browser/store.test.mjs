@@ -39,6 +39,7 @@ test('page mode: writes resolve once stored and survive a reload', async () => {
   const after = await page.evaluate(async () => {
     const store = await tm.openStore({ name: 'kitchen' });
     const orders = store.collection('orders');
+    window.store = store;
     return {
       device: store.device,
       count: (await orders.find()).length,
@@ -55,6 +56,7 @@ test('page mode: writes resolve once stored and survive a reload', async () => {
   assert.deepEqual(after.table3, ['o111', 'o123', 'o135']);
   assert.equal(after.usage.documents, 500);
   assert.ok(after.usage.storage.quota > 0);
+  assert.match(await refusedQuery(page), /^query\./);
   await context.close();
 });
 
@@ -115,8 +117,20 @@ test('service worker: tabs share one store and live queries fire in every tab', 
   const refused = await counter.evaluate(() => window.store.collection('orders')
     .update('missing', { done: true }).then(() => 'ok', (e) => [e.name, e.code]));
   assert.deepEqual(refused, ['TidemarkError', 'write.not_found']);
+  assert.match(await refusedQuery(counter), /^query\./);
   await context.close();
 });
+
+/** Observes a query the store refuses; resolves to the code `onError` receives. */
+function refusedQuery(page) {
+  return page.evaluate(() => new Promise((resolve) => {
+    window.store.collection('orders').observe(
+      { where: { placed: { in: 3 } } }, // "in" takes an array
+      () => resolve('the callback ran'),
+      (error) => resolve(error.code),
+    );
+  }));
+}
 
 test('service worker stopped during writes: every acknowledged write is kept', async () => {
   const context = await browser.newContext();

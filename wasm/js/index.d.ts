@@ -70,8 +70,14 @@ export interface Collection<T extends Doc = AnyDoc> {
   increment(id: string, field: string, by?: number): Promise<void>;
   find(query?: Query): Promise<T[]>;
   /** Calls `callback` with the results now and whenever they change, from a write in any
-   * tab or from sync. Returns a function that stops it. */
-  observe(query: Query, callback: (results: T[]) => void): () => void;
+   * tab or from sync. Returns a function that stops it. A query the store refuses
+   * (`query.*` codes) goes to `onError` (asynchronously, in either mode) and the observation
+   * ends; without `onError` it is logged with `console.error`. */
+  observe(
+    query: Query,
+    callback: (results: T[]) => void,
+    onError?: (error: TidemarkError) => void,
+  ): () => void;
 }
 
 export interface Usage {
@@ -158,8 +164,18 @@ export interface TransferOptions {
 
 export interface Attachments {
   /** Stores `blob` on this device and uploads it to the bucket; resolves to its token
-   * (`sha256:…`, to keep in a document) once uploaded. Needs a connected store. */
+   * (`sha256:…`, to keep in a document) once uploaded, or once queued on this device when
+   * the server or the bucket cannot be reached (offline, or before `sync.connect`): queued
+   * uploads go up by themselves when sync reaches the server. */
   put(blob: Blob, options?: TransferOptions): Promise<string>;
+  /** Tokens of the attachments put on this device and not uploaded yet. */
+  queued(): Promise<string[]>;
+  /** Uploads the queued attachments now; refusals for good stay queued, listed in `failed`. */
+  flush(): Promise<{
+    uploaded: string[];
+    waiting: string[];
+    failed: { token: string; code: string; message: string }[];
+  }>;
   /** The attachment: from this device when it has it (offline too), else downloaded and
    * checked against its SHA-256 (`attachment.corrupt` if it does not match). */
   get(token: string, options?: TransferOptions): Promise<Blob>;

@@ -115,8 +115,15 @@ class PageBackend {
     }
   }
 
-  observe(collection, query, callback) {
-    const handle = this.#wasm.observe(collection, query, callback);
+  observe(collection, query, callback, onError) {
+    let handle;
+    try {
+      handle = this.#wasm.observe(collection, query, callback);
+    } catch (error) {
+      // Reported as the worker backend does: asynchronously, to `onError`.
+      queueMicrotask(() => onError(error));
+      return () => {};
+    }
     return () => this.#wasm.unobserve(handle);
   }
 
@@ -181,9 +188,9 @@ class WorkerBackend {
     });
   }
 
-  observe(collection, query, callback) {
+  observe(collection, query, callback, onError) {
     const key = `${this.#token}:o${this.#nextId++}`;
-    this.#observations.set(key, { collection, query, callback });
+    this.#observations.set(key, { collection, query, callback, onError });
     this.#register(key);
     return () => {
       if (this.#observations.delete(key)) this.call('unobserve', [key]).catch(() => {});
@@ -191,11 +198,10 @@ class WorkerBackend {
   }
 
   #register(key) {
-    const { collection, query, callback } = this.#observations.get(key);
+    const { collection, query, onError } = this.#observations.get(key);
     this.call('observe', [collection, query, key]).catch((error) => {
-      // A bad query is the app's to see: report it through the callback's error path.
-      console.error('tidemark: observe failed', error);
-      callback.onError?.(error);
+      this.#observations.delete(key);
+      onError(error);
     });
   }
 
