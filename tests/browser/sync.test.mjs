@@ -23,14 +23,14 @@ after(async () => {
 /** A device: a fresh browser context with the store open on `path` and connected. Each
  * test writes its own collection (`orders` plus a tag): devices read only the collections
  * they use, so tests sharing the server's space stay apart. */
-async function device(path, name, collection, connectOptions = {}) {
+async function device(path, name, collection, connectOptions = {}, role = 'writer') {
   const context = await browser.newContext();
   if (process.env.TIDEMARK_TEST_DEBUG) {
     context.on('serviceworker', (w) => w.on('console', (m) => console.log(`[${name} worker]`, m.text())));
     context.on('console', (m) => console.log(`[${name}]`, m.text()));
   }
   const page = await openPage(context, `${server.url}/${path}`);
-  const invite = await server.invite();
+  const invite = await server.invite(role);
   await page.evaluate(async ({ invite, name, collection, connectOptions }) => {
     window.store = await tm.openStore({ name: 'restaurant' });
     window.orders = window.store.collection(collection);
@@ -127,6 +127,53 @@ for (const [mode, path, tag] of [['page', 'page.html', 'p'], ['service worker', 
     await b.context.close();
   });
 }
+
+test('an admin device invites another by link; a paused device keeps its writes until resumed', { timeout: 60_000 }, async () => {
+  const a = await device('page.html', 'manager', 'orders_i', {}, 'admin');
+  const invite = await a.page.evaluate(() => window.store.sync.invite({ role: 'reader' }));
+  assert.equal(invite.role, 'reader');
+  assert.match(invite.link, /^http:\/\/127\.0\.0\.1:\d+\/#join=tmi_/);
+
+  // B joins by the link, as a second device opening it would.
+  const context = await browser.newContext();
+  const page = await openPage(context, `${server.url}/page.html`);
+  await page.evaluate(async (link) => {
+    window.store = await tm.openStore({ name: 'restaurant' });
+    window.orders = window.store.collection('orders_i');
+    const { server, invite, spaceKey } = tm.parseJoinLink(link);
+    await window.store.sync.connect({ server, invite, spaceKey, name: 'kitchen' });
+  }, invite.link);
+  await until(page, async () => (await window.orders.get('before-manager')) !== undefined);
+  const refused = await page.evaluate(() => window.store.sync.invite().then(() => 'invited', (e) => e.code));
+  assert.equal(refused, 'role.insufficient');
+
+  // A pauses: its writes wait on the device, across a reload too, until it resumes.
+  await a.page.evaluate(async () => {
+    await window.store.sync.pause();
+    await window.orders.upsert({ id: 'while-paused' });
+  });
+  await a.page.reload();
+  await a.page.evaluate(() => window.ready);
+  const paused = await a.page.evaluate(async () => {
+    window.store = await tm.openStore({ name: 'restaurant' });
+    window.orders = window.store.collection('orders_i');
+    return window.store.sync.status();
+  });
+  assert.equal(paused.paused, true);
+  assert.equal(paused.pendingWrites, 1);
+  const upload = await a.page.evaluate(() => window.store.attachments.put(new Blob(['menu photo']))
+    .then(async () => (await window.store.attachments.queued()).length));
+  assert.equal(upload, 1, 'an attachment put while paused waits too');
+  await new Promise((resolve) => setTimeout(resolve, 1_500));
+  assert.equal(await page.evaluate(() => window.orders.get('while-paused')), undefined);
+
+  const resumed = await a.page.evaluate(() => window.store.sync.connect());
+  assert.equal(resumed.paused, false);
+  await until(page, async () => (await window.orders.get('while-paused')) !== undefined);
+  await until(a.page, async () => (await window.store.attachments.queued()).length === 0);
+  await a.context.close();
+  await context.close();
+});
 
 test('a store resumes syncing after a reload, and refuses a second space', { timeout: 60_000 }, async () => {
   const a = await device('page.html', 'resumer', 'orders_r');

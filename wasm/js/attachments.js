@@ -16,7 +16,7 @@ const TRIES = 4;
 const BROWSER_HEADERS = new Set(['content-length', 'host']);
 
 /** Codes of failures that mean "not now" rather than "no": the upload waits on this device. */
-const WAIT_CODES = new Set(['sync.unreachable', 'sync.not_connected', 'attachment.upload_failed']);
+const WAIT_CODES = new Set(['sync.unreachable', 'sync.not_connected', 'sync.paused', 'attachment.upload_failed']);
 const waitsForNetwork = (error) => WAIT_CODES.has(error?.code) || /^http\.5\d\d$/.test(error?.code ?? '');
 
 /** Partial downloads, resumed with a `Range` request by the next `get` of the same token. */

@@ -109,8 +109,30 @@ export type ConnectOptions = (
   encrypt?: boolean;
 };
 
+export interface InviteOptions {
+  /** Default `'writer'`. */
+  role?: 'admin' | 'writer' | 'reader';
+  /** Default 7 days. */
+  expiresInSecs?: number;
+  /** Default 1. */
+  maxUses?: number;
+}
+
+export interface Invite {
+  code: string;
+  space: string;
+  role: 'admin' | 'writer' | 'reader';
+  expiresAt: number;
+  maxUses: number;
+  /** The join link to share: opens the app and joins; carries the space key in its
+   * fragment when the space is end-to-end encrypted. */
+  link: string;
+}
+
 export interface SyncStatus {
   connected: boolean;
+  /** Sync is paused (`pause()`); `connect()` resumes it. */
+  paused: boolean;
   server: string | null;
   space: string | null;
   device: string;
@@ -143,6 +165,11 @@ export interface Sync {
   /** Joins a space (invite) or uses a session (token), registers this device and starts
    * syncing in the background; no argument resumes the last connection. */
   connect(options?: ConnectOptions): Promise<SyncStatus>;
+  /** Pauses syncing and keeps the connection, across reloads too; `connect()` resumes.
+   * Writes and attachment uploads wait on this device meanwhile. */
+  pause(): Promise<void>;
+  /** An invite to this space (admin devices only, else `role.insufficient`). */
+  invite(options?: InviteOptions): Promise<Invite>;
   /** Stops syncing and forgets the connection; local reads and writes go on. */
   disconnect(): Promise<void>;
   status(): Promise<SyncStatus>;

@@ -82,6 +82,19 @@ export class Sync {
     return this.#backend.call('connect', [options ?? null]);
   }
 
+  /** Pauses syncing and keeps the connection, also across reloads (an "offline" switch);
+   * `connect()` resumes. Writes and attachment uploads wait on this device meanwhile. */
+  pause() {
+    return this.#backend.call('pause', []);
+  }
+
+  /** An invite to this space (admin devices only): `{ role: 'writer' | 'reader' | 'admin',
+   * expiresInSecs, maxUses }` → `{ code, role, expiresAt, maxUses, link }`, where `link` is
+   * the join link to share (with the space key in its fragment when the space is encrypted). */
+  invite(options) {
+    return this.#backend.call('invite', [options ?? null]);
+  }
+
   /** Stops syncing and forgets the connection; local reads and writes go on. */
   disconnect() {
     return this.#backend.call('disconnect', []);

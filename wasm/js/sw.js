@@ -12,7 +12,8 @@ import { VERSION, errorData, lockStore, tidemarkError } from './protocol.js';
 const METHODS = new Set([
   'upsert', 'update', 'get', 'delete', 'restore', 'increment', 'find',
   'evict', 'usage', 'export', 'flushed',
-  'connect', 'disconnect', 'syncStatus', 'syncNow', 'devices', 'spaceKey', 'syncAccess',
+  'connect', 'pause', 'disconnect', 'syncStatus', 'syncNow', 'devices', 'invite', 'spaceKey',
+  'syncAccess',
 ]);
 
 /** Background Sync tags are `tidemark:<store name>`. */
@@ -99,7 +100,8 @@ export function serveStore() {
   // Stores whose Background Sync is asked for in this life of the worker.
   const syncAsked = new Set();
   const askForBackgroundSync = (name, status) => {
-    const stuck = status.connected && !status.stopped && !status.online && status.pendingWrites > 0;
+    const stuck = status.connected && !status.paused && !status.stopped && !status.online
+      && status.pendingWrites > 0;
     if (!stuck) {
       syncAsked.delete(name);
     } else if (!syncAsked.has(name) && self.registration.sync) {
@@ -116,7 +118,7 @@ export function serveStore() {
     const deadline = Date.now() + SYNC_EVENT_MILLIS;
     for (;;) {
       const status = store.syncStatus();
-      if (!status.connected || status.stopped || status.pendingWrites === 0) return;
+      if (!status.connected || status.paused || status.stopped || status.pendingWrites === 0) return;
       if (Date.now() > deadline) {
         throw new Error(`${status.pendingWrites} writes still waiting: ${status.error?.code ?? 'offline'}`);
       }

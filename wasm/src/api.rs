@@ -150,6 +150,12 @@ impl Api {
         .map(drop)
     }
 
+    /// `POST /v1/spaces/{space}/invites`: a new invite (`options`: role, expiry, uses).
+    pub async fn create_invite(&self, space: &str, options: &Json) -> Result<Json, ApiError> {
+        self.call(self.post(&format!("/v1/spaces/{space}/invites"), options))
+            .await
+    }
+
     /// `GET /v1/spaces/{space}/devices`: the space's devices, as the server lists them.
     pub async fn devices(&self, space: &str) -> Result<Json, ApiError> {
         self.call(

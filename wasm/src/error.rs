@@ -33,6 +33,9 @@ pub enum StoreError {
     /// Needs a connection (`sync.connect`) the store does not have.
     #[error("this store is not connected (call sync.connect first)")]
     NotConnected,
+    /// Sync is paused (`pause`); `connect()` resumes it.
+    #[error("sync is paused (call sync.connect() to resume)")]
+    Paused,
     /// The sync server refused or could not be reached (its code, or `sync.unreachable`).
     #[error("{message}")]
     Server {
@@ -56,6 +59,7 @@ impl StoreError {
             StoreError::Corrupt(_) => "store.corrupt",
             StoreError::Closed => "store.closed",
             StoreError::NotConnected => "sync.not_connected",
+            StoreError::Paused => "sync.paused",
         }
     }
 

@@ -33,6 +33,9 @@ pub(crate) struct Connection {
     pub(crate) server: String,
     pub(crate) token: String,
     pub(crate) space: String,
+    /// Sync is paused (`pause`): kept across reloads until `connect()` resumes it.
+    #[serde(default)]
+    pub(crate) paused: bool,
 }
 
 impl Connection {
@@ -153,6 +156,42 @@ impl Store {
         Ok(self.connect_with(options).await?)
     }
 
+    /// Pauses syncing and keeps the connection (an "offline" switch, a metered network):
+    /// writes wait on this device, also across reloads, until `connect()` resumes.
+    pub async fn pause(&self) -> Result<(), JsValue> {
+        let mut connection = self.connection()?;
+        connection.paused = true;
+        self.save(&connection).await?;
+        self.start_sync(connection);
+        emit_status(&self.inner);
+        Ok(())
+    }
+
+    /// Makes an invite to this store's space (an admin device's right): `{ role, expiresInSecs,
+    /// maxUses }` → the server's answer (`code`, `role`, `expiresAt`, `joinUrl`, …) plus
+    /// `link`, the join link that also carries the space key when the space is encrypted.
+    pub async fn invite(&self, options: JsValue) -> Result<JsValue, JsValue> {
+        let connection = self.connection()?;
+        let options: serde_json::Value = if options.is_undefined() || options.is_null() {
+            serde_json::json!({ "role": "writer" })
+        } else {
+            serde_wasm_bindgen::from_value(options)
+                .map_err(|e| StoreError::BadArgument(format!("invite options: {e}")))?
+        };
+        let api = Api::new(&connection.server, Some(&connection.token));
+        let mut invite = api
+            .create_invite(&connection.space, &options)
+            .await
+            .map_err(StoreError::from)?;
+        let join_url = invite["joinUrl"].as_str().unwrap_or_default().to_string();
+        let link = match self.space_key() {
+            Some(key) => format!("{join_url}&key={key}"),
+            None => join_url,
+        };
+        invite["link"] = link.into();
+        Ok(js::from_json(&invite))
+    }
+
     /// Stops syncing and forgets the connection: the store keeps working locally, and its
     /// writes wait until `connect` is called again.
     pub async fn disconnect(&self) -> Result<(), JsValue> {
@@ -201,6 +240,9 @@ impl Store {
     #[wasm_bindgen(js_name = syncAccess)]
     pub fn sync_access(&self) -> Result<JsValue, JsValue> {
         let connection = self.connection()?;
+        if connection.paused {
+            return Err(StoreError::Paused.into());
+        }
         Ok(js::from_json(&serde_json::json!({
             "server": connection.server,
             "token": connection.token,
@@ -245,8 +287,13 @@ impl Store {
             .map(decode_space_key)
             .transpose()?;
         let Some(server) = options.server else {
-            let connection = self.connection()?;
+            let mut connection = self.connection()?;
+            if connection.paused {
+                connection.paused = false;
+                self.save(&connection).await?;
+            }
             self.start_sync(connection);
+            emit_status(&self.inner);
             return Ok(self.sync_status());
         };
         let api = Api::new(&server, None);
@@ -306,19 +353,27 @@ impl Store {
             server,
             token,
             space,
+            paused: false,
         };
-        let json = serde_json::to_string(&connection).expect("a connection serializes");
-        self.disk.save_connection(Some(&json)).await?;
+        self.save(&connection).await?;
         self.start_sync(connection);
         Ok(self.sync_status())
     }
 
-    /// Starts (or restarts) the driver loop and the event stream.
+    async fn save(&self, connection: &Connection) -> Result<(), StoreError> {
+        let json = serde_json::to_string(connection).expect("a connection serializes");
+        self.disk.save_connection(Some(&json)).await
+    }
+
+    /// Starts (or restarts) the driver loop and the event stream; a paused connection is
+    /// only installed.
     pub(crate) fn start_sync(&self, connection: Connection) {
         self.stop_sync();
         let mut inner = self.inner.borrow_mut();
         inner.sync_runs += 1;
-        let run = inner.sync_runs;
+        let paused = connection.paused;
+        // A paused connection gets run 0, which no driver loop has.
+        let run = if paused { 0 } else { inner.sync_runs };
         inner.sync = Some(SyncState {
             connection,
             run,
@@ -327,6 +382,9 @@ impl Store {
             last_event_id: None,
             link: Link::default(),
         });
+        if paused {
+            return;
+        }
         inner.engine.sync_now(js::now_millis());
         drop(inner);
         spawn_local(drive(Rc::clone(&self.inner), Rc::clone(&self.disk), run));
@@ -608,6 +666,19 @@ fn dispatch_events(inner: &Rc<RefCell<Inner>>) {
     }
 }
 
+/// Tells the app's listeners the status, after a change no engine event reports (pause,
+/// resume).
+fn emit_status(inner: &Rc<RefCell<Inner>>) {
+    let (status, listeners) = {
+        let guard = inner.borrow();
+        let status = serde_json::json!({ "type": "status", "status": status(&guard) });
+        (js::from_json(&status), guard.sync_listeners.clone())
+    };
+    for listener in &listeners {
+        let _ = listener.call1(&JsValue::NULL, &status);
+    }
+}
+
 fn status(inner: &Inner) -> serde_json::Value {
     let engine: &SyncEngine = &inner.engine;
     let link = inner
@@ -617,6 +688,7 @@ fn status(inner: &Inner) -> serde_json::Value {
         .unwrap_or_default();
     serde_json::json!({
         "connected": inner.sync.is_some(),
+        "paused": inner.sync.as_ref().is_some_and(|s| s.connection.paused),
         "server": inner.sync.as_ref().map(|s| s.connection.server.clone()),
         "space": inner.sync.as_ref().map(|s| s.connection.space.clone()),
         "device": engine.device().to_string(),
