@@ -860,3 +860,50 @@ fn a_pack_refused_for_want_of_the_key_is_refused_again_every_round_not_forgotten
         );
     }
 }
+
+#[test]
+fn an_announcement_that_arrives_while_the_level_is_being_read_is_read_again() {
+    let mut world = World::new();
+    let a_key = world.enroll(1, Role::Writer);
+    let b_key = world.enroll(2, Role::Writer);
+    let b_id = b_key.device_id();
+    let mut b = Device::new(&world, b_key, config());
+    b.write("orders", "o1", "text", "first");
+    b.settle(&mut world);
+
+    // A reads b's L0; its answer (the first version) is on the way when b writes again.
+    let mut a = Device::new(&world, a_key, config());
+    a.engine.sync_now(a.now);
+    let b_level0 = World::url(&b_id, "orders", 0);
+    let (held, stale) = loop {
+        match a.engine.poll(a.now).expect("a step") {
+            Step::Persist => a.saved = Some(a.engine.checkpoint()),
+            Step::FetchGrant { collections } => {
+                let grant = world.grant(a.key.device_id(), &collections, a.now);
+                a.engine.on_grant(a.now, &grant).unwrap();
+            }
+            Step::Announce { .. } => {}
+            Step::Http(request) => {
+                let outcome = world.serve(
+                    request.method,
+                    &request.url,
+                    request.if_none_match.as_deref(),
+                    &request.body,
+                );
+                if request.url == b_level0 {
+                    break (request.id, outcome);
+                }
+                a.engine.on_response(a.now, request.id, outcome);
+            }
+        }
+    };
+    b.write("orders", "o1", "text", "second");
+    b.settle(&mut world);
+    let etag = world.objects[&b_level0].1.clone();
+    a.engine.on_announcement(b_id, "orders", 0, Some(&etag));
+    a.engine.on_response(a.now, held, stale);
+
+    // Without moving the clock to a later round: the announcement alone brings the second.
+    a.run(&mut world, a.now, None);
+    assert_eq!(text(&a, "o1").as_deref(), Some("second"));
+}

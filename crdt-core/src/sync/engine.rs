@@ -91,10 +91,19 @@ pub(super) struct RemoteLevel {
     pub(super) generation: u64,
     /// It should be read.
     wanted: bool,
+    /// It was announced while a read was in flight: the answer on its way may predate the
+    /// announced pack, so the level is read once more after it.
+    again: bool,
     retry: Retry,
 }
 
 impl RemoteLevel {
+    /// An answer for this level was handled: it is read again only if it was announced
+    /// while the answer was on its way.
+    fn settled(&mut self) {
+        self.wanted = std::mem::take(&mut self.again);
+    }
+
     /// A level known to be merged up to `etag` and `generation` (from a checkpoint).
     pub(super) fn merged(etag: Option<String>, generation: u64) -> RemoteLevel {
         RemoteLevel {
@@ -543,6 +552,7 @@ impl SyncEngine {
         };
         let remote = &mut sync.remote(device)[usize::from(level)];
         if etag.is_none() || remote.etag.as_deref() != etag {
+            remote.again |= remote.retry.in_flight;
             remote.wanted = true;
             remote.retry.not_before = 0;
         }
@@ -1022,7 +1032,7 @@ impl SyncEngine {
     fn level_done(&mut self, collection: &str, device: DeviceId, level: u8) {
         if let Some(sync) = self.collections.get_mut(collection) {
             let remote = &mut sync.remote(device)[usize::from(level)];
-            remote.wanted = false;
+            remote.settled();
             remote.retry.failures = 0;
         }
     }
@@ -1089,7 +1099,7 @@ impl SyncEngine {
                 if let Some(sync) = self.collections.get_mut(collection) {
                     let remote = &mut sync.remote(device)[usize::from(level)];
                     if remote.retry.failures >= DAMAGED_PACK_TRIES {
-                        remote.wanted = false;
+                        remote.settled();
                         remote.retry.failures = 0;
                     }
                 }
@@ -1141,7 +1151,7 @@ impl SyncEngine {
         let remote = &mut sync.remote(device)[slot];
         remote.etag = etag;
         remote.generation = remote.generation.max(pack.header.generation);
-        remote.wanted = false;
+        remote.settled();
         remote.retry.failures = 0;
         let changed = self.replica.merge(&pack.state, now);
         self.dirty = true;
@@ -1172,7 +1182,7 @@ impl SyncEngine {
         );
         if let Some(sync) = self.collections.get_mut(collection) {
             let remote = &mut sync.remote(device)[usize::from(level)];
-            remote.wanted = false;
+            remote.settled();
             if etag.is_some() && !key_problem {
                 remote.etag = etag;
                 self.dirty = true;
