@@ -45,6 +45,7 @@ test('page mode: writes resolve once stored and survive a reload', async () => {
       count: (await orders.find()).length,
       o1: await orders.get('o1'),
       o2: await orders.get('o2'),
+      deleted: await orders.find({ where: { id: 'o2' }, includeDeleted: true }),
       table3: (await orders.find({ where: { table: 3 }, orderBy: 'id' })).map((d) => d.id).slice(0, 3),
       usage: await store.usage(),
     };
@@ -53,6 +54,7 @@ test('page mode: writes resolve once stored and survive a reload', async () => {
   assert.equal(after.count, 499);
   assert.deepEqual(after.o1, { id: 'o1', table: 1, rounds: 2 });
   assert.equal(after.o2, undefined);
+  assert.deepEqual(after.deleted, [{ id: 'o2', table: 2, _deleted: true }]);
   assert.deepEqual(after.table3, ['o111', 'o123', 'o135']);
   assert.equal(after.usage.documents, 500);
   assert.ok(after.usage.storage.quota > 0);

@@ -71,6 +71,10 @@ pub(crate) fn document_json(doc: &DocumentRef<'_>) -> serde_json::Value {
     let mut json = doc.to_json();
     if let serde_json::Value::Object(map) = &mut json {
         map.insert(JS_ID.into(), doc.id().into());
+        // Only queries with `includeDeleted` (and `export`) see deleted documents.
+        if doc.is_deleted() {
+            map.insert(tidemark_core::DELETED_FIELD.into(), true.into());
+        }
     }
     json
 }

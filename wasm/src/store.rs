@@ -279,13 +279,7 @@ impl Store {
         for name in replica.collection_names() {
             let docs = replica
                 .documents_any(name)
-                .map(|doc| {
-                    let mut json = js::document_json(&doc);
-                    if doc.is_deleted() {
-                        json[tidemark_core::DELETED_FIELD] = true.into();
-                    }
-                    json
-                })
+                .map(|doc| js::document_json(&doc))
                 .collect();
             collections.insert(name.to_string(), serde_json::Value::Array(docs));
         }
