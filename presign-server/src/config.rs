@@ -121,8 +121,8 @@ pub struct Config {
     #[arg(long, env = "TIDEMARK_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
 
-    /// Folder of the web app to serve at `/` (default: `web-demo/` when it holds an
-    /// `index.html`).
+    /// Folder of the web app to serve at `/` (default: `target/web-demo/`, the demo app as
+    /// `cargo xtask demo` assembles it, when it holds an `index.html`).
     #[arg(long, env = "TIDEMARK_APP_DIR")]
     pub app_dir: Option<PathBuf>,
 

@@ -83,13 +83,17 @@ const ADMIN_SECRET = 'browser-tests-admin-secret';
  * object store, serving the test site and the installed package (under `/pkg/`: `/tidemark/`
  * is the embedded store's bucket) as its app, so pages, API and store share one origin.
  * Resolves to `{ url, dataDir, invite(role), halt, resume, stop }`: `halt` stops the process
- * and keeps its data, `resume` starts it again on the same port and data.
+ * and keeps its data, `resume` starts it again on the same port and data. `appDir` serves
+ * another app instead (the demo, assembled by `cargo xtask demo`).
  */
-export async function startServer() {
+export async function startServer({ appDir } = {}) {
   const work = await mkdtemp(join(tmpdir(), 'tidemark-browser-'));
-  const app = join(work, 'app');
-  await cp(join(here, 'site'), app, { recursive: true });
-  await cp(join(here, 'node_modules/tidemark'), join(app, 'pkg'), { recursive: true, dereference: true });
+  let app = appDir;
+  if (!app) {
+    app = join(work, 'app');
+    await cp(join(here, 'site'), app, { recursive: true });
+    await cp(join(here, 'node_modules/tidemark'), join(app, 'pkg'), { recursive: true, dereference: true });
+  }
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const dataDir = join(work, 'data');

@@ -3,6 +3,9 @@
 //! Every task is a plain sequence of commands, printed before it runs, so anything CI does can
 //! be reproduced by hand. Tasks install what they need (the wasm32 target) when it is missing.
 //!
+//! - `demo`: the demo app of `web-demo/`, assembled into `target/web-demo/` with the npm
+//!   package just built, served by a release build of the server with its embedded object
+//!   store (extra arguments go to the server).
 //! - `test`: formatting, clippy (native and wasm32), every test (the browser tests in headless
 //!   Chromium, installed from Debian's packages when missing), docs with warnings denied.
 //!   Installs the independent S3 server the server's tests run against (s3s-fs, from
@@ -24,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod demo;
 mod wasm;
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
@@ -39,11 +43,17 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("bench") => bench(),
         Some("load") => load(),
+        Some("demo") => demo::serve(&env::args().skip(2).collect::<Vec<_>>()),
         Some("npm") => wasm::npm_package().map(|_| ()),
         Some("sync-figures") => sync_figures(),
         Some("browser-figures") => wasm::browser_figures(),
         _ => {
-            eprintln!("usage: cargo xtask <test|bench|load|npm|sync-figures|browser-figures>");
+            eprintln!(
+                "usage: cargo xtask <demo|test|bench|load|npm|sync-figures|browser-figures>"
+            );
+            eprintln!(
+                "  demo   build the npm package and the demo app, run the server serving it"
+            );
             eprintln!(
                 "  test   fmt check, clippy (native + wasm32), all tests, docs (-D warnings)"
             );

@@ -78,7 +78,10 @@ pub(crate) fn browser_tests() -> TaskResult {
 pub(crate) fn package_tests() -> TaskResult {
     ensure_chromium()?;
     let dir = install_package(&npm_package()?)?;
+    // The demo's end-to-end tests serve the app assembled with the package just built.
+    let demo = crate::demo::assemble()?;
     let mut test = Command::new("npm");
+    test.env("TIDEMARK_DEMO_DIR", &demo);
     // The sync tests run the server binary `cargo test --workspace` built.
     test.arg("test").current_dir(&dir).env(
         "TIDEMARK_SERVER_BIN",

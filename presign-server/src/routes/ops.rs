@@ -168,7 +168,7 @@ pub(super) fn app_dir(state: &AppState) -> Option<PathBuf> {
         .config
         .app_dir
         .clone()
-        .unwrap_or_else(|| PathBuf::from("web-demo"));
+        .unwrap_or_else(|| PathBuf::from("target/web-demo"));
     if dir.join("index.html").is_file() {
         return Some(dir);
     }
