@@ -2,7 +2,7 @@
 //! says what happened.
 
 use tidemark_core::sync::SyncError;
-use tidemark_core::{QueryError, WriteError};
+use tidemark_core::{DecodeError, QueryError, WriteError};
 use wasm_bindgen::JsValue;
 
 /// Everything the store can refuse or fail at.
@@ -17,6 +17,9 @@ pub enum StoreError {
     /// A query is malformed.
     #[error(transparent)]
     Query(#[from] QueryError),
+    /// Bytes handed to a replica are not a state encoding (damaged, cut short, not ours).
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
     /// An argument from JavaScript has the wrong shape.
     #[error("{0}")]
     BadArgument(String),
@@ -54,6 +57,7 @@ impl StoreError {
             StoreError::Write(e) => e.code(),
             StoreError::Sync(e) => e.code(),
             StoreError::Query(e) => e.code(),
+            StoreError::Decode(e) => e.code(),
             StoreError::BadArgument(_) => "store.bad_argument",
             StoreError::Storage(_) => "store.storage",
             StoreError::Corrupt(_) => "store.corrupt",

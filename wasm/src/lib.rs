@@ -10,12 +10,14 @@
 //!   queries.
 //! - `sync`: the core's sync engine driven over `fetch` and the server's event stream.
 //! - [`api`]: the server API and object storage over `fetch`.
+//! - [`replica`]: an in-memory replica (no storage, no sync) for apps with their own transport.
 //! - [`error`]: errors as JavaScript `Error`s with a stable `code`.
 
 pub mod api;
 pub mod disk;
 pub mod error;
 mod js;
+pub mod replica;
 pub mod store;
 mod sync;
 

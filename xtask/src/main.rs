@@ -21,6 +21,9 @@
 //! - `browser-figures`: the npm package's figures in headless Chromium (gzipped size of the
 //!   wasm and its JavaScript, durable batched writes per second, cold start of a store of
 //!   100,000 documents in a page and in the service worker), `tests/browser/figures.mjs`.
+//! - `browser-bench`: the npm package against yjs, Automerge, Loro and TinyBase in headless
+//!   Chromium (issue 7's workloads W1–W5 and bundle sizes), `bench/browser/run.mjs`; extra
+//!   arguments (`--quick`, `--only W1,W3`) are passed on.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -47,13 +50,12 @@ fn main() -> ExitCode {
         Some("npm") => wasm::npm_package().map(|_| ()),
         Some("sync-figures") => sync_figures(),
         Some("browser-figures") => wasm::browser_figures(),
+        Some("browser-bench") => wasm::browser_bench(&env::args().skip(2).collect::<Vec<_>>()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <demo|test|bench|load|npm|sync-figures|browser-figures>"
+                "usage: cargo xtask <demo|test|bench|load|npm|sync-figures|browser-figures|browser-bench>"
             );
-            eprintln!(
-                "  demo   build the npm package and the demo app, run the server serving it"
-            );
+            eprintln!("  demo   build the npm package and the demo app, run the server serving it");
             eprintln!(
                 "  test   fmt check, clippy (native + wasm32), all tests, docs (-D warnings)"
             );
@@ -69,6 +71,10 @@ fn main() -> ExitCode {
             eprintln!(
                 "  browser-figures  npm package size, writes/s and cold start in headless \
                  Chromium, printing tables"
+            );
+            eprintln!(
+                "  browser-bench [--quick] [--only W1,..]  npm package vs yjs, Automerge, Loro, \
+                 TinyBase in headless Chromium, printing tables"
             );
             return ExitCode::from(2);
         }

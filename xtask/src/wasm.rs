@@ -1,6 +1,7 @@
 //! The browser side: headless Chromium for tests, the wasm-bindgen test runner, and the npm
 //! package.
 
+use std::env;
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -77,7 +78,7 @@ pub(crate) fn browser_tests() -> TaskResult {
 /// server binary.
 pub(crate) fn package_tests() -> TaskResult {
     ensure_chromium()?;
-    let dir = install_package(&npm_package()?)?;
+    let dir = install_package(&workspace_root().join("tests/browser"), &npm_package()?)?;
     // The demo's end-to-end tests serve the app assembled with the package just built.
     let demo = crate::demo::assemble()?;
     let mut test = Command::new("npm");
@@ -95,21 +96,39 @@ pub(crate) fn package_tests() -> TaskResult {
 /// cold start of a store of 100,000 documents, in a page and in the service worker.
 pub(crate) fn browser_figures() -> TaskResult {
     ensure_chromium()?;
-    let dir = install_package(&npm_package()?)?;
+    let dir = install_package(&workspace_root().join("tests/browser"), &npm_package()?)?;
     let mut figures = Command::new("npm");
     figures.args(["run", "figures"]).current_dir(&dir);
     run("npm package figures (headless Chromium)", figures)
 }
 
-/// Installs the browser tests' packages in `tests/browser/`, and the package from `tarball`
-/// (the one just built, wherever the target folder is); returns that folder.
-fn install_package(tarball: &Path) -> Result<PathBuf, String> {
-    let dir = workspace_root().join("tests/browser");
+/// Builds the npm package and runs `bench/browser/run.mjs`: the package against yjs,
+/// Automerge, Loro and TinyBase in headless Chromium (issue 7's workloads and bundle sizes),
+/// printing one table per workload. `args` (`--quick`, `--only W1,W3`) go to `run.mjs`.
+pub(crate) fn browser_bench(args: &[String]) -> TaskResult {
+    ensure_chromium()?;
+    let tarball = npm_package()?;
+    // The bench reuses the browser tests' harness, which needs their packages.
+    let tests = workspace_root().join("tests/browser");
+    if !tests.join("node_modules/playwright-core").exists() {
+        install_package(&tests, &tarball)?;
+    }
+    let dir = install_package(&workspace_root().join("bench/browser"), &tarball)?;
+    let mut bench = Command::new("node");
+    bench.arg("run.mjs").args(args).current_dir(&dir);
+    run("browser benchmarks (headless Chromium)", bench)
+}
+
+/// Installs the packages of the npm project in `dir` (`tests/browser/` or `bench/browser/`),
+/// and the package from `tarball` (the one just built, wherever the target folder is);
+/// returns `dir`.
+fn install_package(dir: &Path, tarball: &Path) -> Result<PathBuf, String> {
+    let dir = dir.to_path_buf();
     let mut install = Command::new("npm");
     install
         .args(["install", "--no-audit", "--no-fund", "--no-package-lock"])
         .current_dir(&dir);
-    run("install the browser tests' packages", install)?;
+    run("install the npm packages", install)?;
     // Removed first: npm would keep an installed copy of the same version (no lockfile pins
     // its checksum). `--no-save`: the tarball's path depends on the machine.
     let installed = dir.join("node_modules").join(PACKAGE);
@@ -145,6 +164,8 @@ const JS_FILES: &[&str] = &[
     "store.js",
     "protocol.js",
     "attachments.js",
+    "replica.js",
+    "replica.d.ts",
 ];
 
 /// Builds the npm package into `target/npm/tidemark/` and packs it as
@@ -172,10 +193,8 @@ pub(crate) fn npm_package() -> Result<PathBuf, String> {
     let started = Instant::now();
     let out_arg = out.to_string_lossy().into_owned();
     let wasm_arg = wasm.to_string_lossy().into_owned();
-    println!(
-        "\n==> bindings: wasm-bindgen --target web --out-dir {out_arg} (names stripped) {wasm_arg}"
-    );
-    wasm_bindgen_cli::wasm_bindgen::run_cli_with_args([
+    println!("\n==> bindings: wasm-bindgen --target web --out-dir {out_arg} {wasm_arg}");
+    let mut bindgen_args = vec![
         "wasm-bindgen",
         "--target",
         "web",
@@ -183,12 +202,16 @@ pub(crate) fn npm_package() -> Result<PathBuf, String> {
         &out_arg,
         "--out-name",
         BINDINGS,
-        // Function names and tool versions are for debugging, not for shipping.
-        "--remove-name-section",
         "--remove-producers-section",
-        &wasm_arg,
-    ])
-    .map_err(|e| format!("wasm-bindgen: {e:#}"))?;
+    ];
+    // Function names are for debugging, not for shipping; `TIDEMARK_WASM_NAMES=1` keeps them
+    // so that browser profiles name the Rust functions.
+    if env::var_os("TIDEMARK_WASM_NAMES").is_none() {
+        bindgen_args.push("--remove-name-section");
+    }
+    bindgen_args.push(&wasm_arg);
+    wasm_bindgen_cli::wasm_bindgen::run_cli_with_args(bindgen_args)
+        .map_err(|e| format!("wasm-bindgen: {e:#}"))?;
     println!("==> bindings: ok in {:.1?}", started.elapsed());
     // The generated types describe the raw bindings; the package ships its own.
     for generated in [
@@ -251,6 +274,7 @@ fn print_sizes(dir: &Path) -> TaskResult {
             "protocol.js",
             "attachments.js",
             "sw.js",
+            "replica.js",
         ])
     {
         let bytes = fs::read(dir.join(file)).map_err(|e| format!("cannot read {file}: {e}"))?;

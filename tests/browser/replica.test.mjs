@@ -1,0 +1,123 @@
+// `tidemark/replica` from the built npm package in headless Chromium: the in-memory replica
+// apps use with their own transport.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { launchBrowser, openPage, startSite } from './harness.mjs';
+
+let site;
+let browser;
+
+before(async () => {
+  site = await startSite();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await site?.close();
+});
+
+test('replicas write in transactions, exchange deltas and converge', async () => {
+  const context = await browser.newContext();
+  const page = await openPage(context, `${site.url}/page.html`);
+  const result = await page.evaluate(async () => {
+    const { Replica } = await import('/pkg/replica.js');
+    const phone = new Replica();
+    const laptop = new Replica({ device: 'ab'.repeat(32) });
+    const id = phone.transact((tx) => {
+      tx.set('orders', 'o1', 'table', 4);
+      tx.increment('stock', 'tea', 'left', -2);
+      return tx.upsert('orders', { items: ['tea'], done: false });
+    });
+    laptop.set('orders', 'o1', 'paid', true);
+    laptop.upsert('orders', { id: 'o9', table: 9 });
+    laptop.delete('orders', 'o9');
+
+    laptop.merge(phone.encodeSince(laptop.versionVector()));
+    phone.merge(laptop.encodeSince(phone.versionVector()));
+    const copy = Replica.load(phone.encode());
+    return {
+      id,
+      device: laptop.device,
+      o1: laptop.get('orders', 'o1'),
+      made: laptop.get('orders', id),
+      deleted: phone.get('orders', 'o9'),
+      stock: phone.get('stock', 'tea'),
+      converged: phone.encode().join() === laptop.encode().join(),
+      sameJson: JSON.stringify(copy.toJSON()) === JSON.stringify(phone.toJSON()),
+      collections: Object.keys(copy.toJSON()).sort(),
+    };
+  });
+  assert.match(result.id, /^[0-9a-f]{32}$/);
+  assert.equal(result.device, 'ab'.repeat(32));
+  assert.deepEqual(result.o1, { id: 'o1', table: 4, paid: true });
+  assert.deepEqual(result.made, { id: result.id, items: ['tea'], done: false });
+  assert.equal(result.deleted, undefined);
+  assert.deepEqual(result.stock, { id: 'tea', left: -2 });
+  assert.ok(result.converged);
+  assert.ok(result.sameJson);
+  assert.deepEqual(result.collections, ['orders', 'stock']);
+  await context.close();
+});
+
+test('refusals carry a code and change nothing', async () => {
+  const context = await browser.newContext();
+  const page = await openPage(context, `${site.url}/page.html`);
+  const result = await page.evaluate(async () => {
+    const { Replica } = await import('/pkg/replica.js');
+    const replica = new Replica();
+    replica.set('docs', 'd1', 'f', 1);
+    const before = replica.encode().join();
+    const code = (fn) => {
+      try {
+        fn();
+        return 'no error';
+      } catch (error) {
+        return `${error.name}:${error.code}`;
+      }
+    };
+    const damaged = replica.encode().slice(0, -2);
+    return {
+      atomic: code(() =>
+        replica.transact((tx) => {
+          tx.set('docs', 'd1', 'f', 2);
+          tx.set('docs', 'd1', '_reserved', 3);
+        }),
+      ),
+      nan: code(() => replica.set('docs', 'd1', 'f', Number.NaN)),
+      fractional: code(() => replica.transact((tx) => tx.increment('docs', 'd1', 'n', 0.5))),
+      corrupt: code(() => replica.merge(damaged)),
+      notState: code(() => Replica.load(new Uint8Array([1, 2, 3]))),
+      badVector: code(() => replica.encodeSince(new Uint8Array([7]))),
+      badDevice: code(() => new Replica({ device: 'me' })),
+      unchanged: replica.encode().join() === before,
+      value: replica.get('docs', 'd1').f,
+    };
+  });
+  assert.equal(result.atomic, 'TidemarkError:write.invalid_field');
+  assert.equal(result.nan, 'TidemarkError:write.non_finite_float');
+  assert.equal(result.fractional, 'TidemarkError:store.bad_argument');
+  assert.equal(result.corrupt, 'TidemarkError:decode.truncated');
+  assert.match(result.notState, /^TidemarkError:decode\./);
+  assert.equal(result.badVector, 'TidemarkError:store.bad_argument');
+  assert.equal(result.badDevice, 'TidemarkError:store.bad_argument');
+  assert.ok(result.unchanged);
+  assert.equal(result.value, 1);
+  await context.close();
+});
+
+test('a replica and a store share one page and one wasm instance', async () => {
+  const context = await browser.newContext();
+  const page = await openPage(context, `${site.url}/page.html`);
+  const result = await page.evaluate(async () => {
+    const { Replica } = await import('/pkg/replica.js');
+    const replica = new Replica();
+    replica.set('menu', 'soup', 'price', 5);
+    const store = await tm.openStore({ name: 'with-replica' });
+    await store.collection('menu').upsert({ id: 'soup', price: 6 });
+    return { replica: replica.get('menu', 'soup').price, store: (await store.collection('menu').get('soup')).price };
+  });
+  assert.deepEqual(result, { replica: 5, store: 6 });
+  await context.close();
+});

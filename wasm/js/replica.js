@@ -1,0 +1,183 @@
+// `tidemark/replica`: a replica held in memory, for apps that move bytes themselves (a
+// WebSocket, WebRTC, a file). The same documents, transactions and merge as the store, with
+// no IndexedDB and no sync engine: encode, send, merge — in any order, any number of times.
+
+import init, { Replica as WasmReplica } from './tidemark_wasm.js';
+import { tidemarkError } from './protocol.js';
+
+// Top-level await: the module is usable as soon as its import resolves, and every method
+// below is synchronous. A second init (e.g. `openStore` in the same page) reuses this one.
+await init({ module_or_path: new URL('./tidemark_wasm_bg.wasm', import.meta.url) });
+
+// Kinds of writes, as wasm/src/replica.rs reads them.
+const SET = 0;
+const UPSERT = 1;
+const DELETE = 2;
+const RESTORE = 3;
+const INCREMENT = 4;
+
+/** The writes of one transaction, applied together by `Replica.transact`. */
+export class Transaction {
+  /** @internal */
+  constructor() {
+    this.ops = [];
+  }
+
+  /** Sets one field; `null` removes it. */
+  set(collection, id, field, value) {
+    this.ops.push([SET, collection, id, field, checkValue(value)]);
+    return this;
+  }
+
+  /** Sets the fields of `doc` (creating or restoring the document); others keep their
+   * values. A missing `doc.id` gets a random one; returns the id. */
+  upsert(collection, doc) {
+    if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
+      throw tidemarkError({ code: 'write.not_an_object', message: 'a document is an object' });
+    }
+    const { id = randomId(), ...fields } = doc;
+    if (typeof id !== 'string') {
+      throw tidemarkError({ code: 'store.bad_argument', message: `a document's id is a string, not ${typeof id}` });
+    }
+    this.ops.push([UPSERT, collection, id, null, fields]);
+    return id;
+  }
+
+  /** Soft-deletes a document. */
+  delete(collection, id) {
+    this.ops.push([DELETE, collection, id, null, null]);
+    return this;
+  }
+
+  /** Restores a soft-deleted document with the fields it had. */
+  restore(collection, id) {
+    this.ops.push([RESTORE, collection, id, null, null]);
+    return this;
+  }
+
+  /** Adds `by` (an integer) to a counter field; concurrent increments add up. */
+  increment(collection, id, field, by = 1) {
+    if (!Number.isSafeInteger(by)) {
+      throw tidemarkError({ code: 'store.bad_argument', message: `increment by an integer, not ${by}` });
+    }
+    this.ops.push([INCREMENT, collection, id, field, by]);
+    return this;
+  }
+}
+
+// The wasm replica `Replica.load` hands to the constructor (private fields can only be set
+// there).
+let loaded = null;
+
+/** A replica in memory. Writes are synchronous transactions; bytes from `encode` and
+ * `encodeSince` of any replica merge into any other. */
+export class Replica {
+  #wasm;
+
+  /** An empty replica writing as `device` (64 hex digits), or as a fresh random device. */
+  constructor({ device } = {}) {
+    this.#wasm = loaded ?? new WasmReplica(device);
+  }
+
+  /** A replica holding `bytes` (from `encode`); rejects other bytes with a `decode.*` code. */
+  static load(bytes, { device } = {}) {
+    loaded = WasmReplica.load(bytes, device);
+    try {
+      return new Replica();
+    } finally {
+      loaded = null;
+    }
+  }
+
+  /** The id this replica writes as. */
+  get device() {
+    return this.#wasm.device;
+  }
+
+  /**
+   * Runs `fn(tx)` and applies its writes as one transaction: all of them or, if one is
+   * refused (or `fn` throws), none. Returns what `fn` returns.
+   */
+  transact(fn) {
+    const tx = new Transaction();
+    const result = fn(tx);
+    if (tx.ops.length > 0) {
+      let text;
+      try {
+        text = JSON.stringify(tx.ops);
+      } catch (error) {
+        throw tidemarkError({ code: 'store.bad_argument', message: `values are JSON data: ${error.message}` });
+      }
+      this.#wasm.write(text);
+    }
+    return result;
+  }
+
+  /** Sets one field, as a transaction of its own. */
+  set(collection, id, field, value) {
+    this.transact((tx) => tx.set(collection, id, field, value));
+  }
+
+  /** Creates or updates a document, as a transaction of its own; returns its id. */
+  upsert(collection, doc) {
+    return this.transact((tx) => tx.upsert(collection, doc));
+  }
+
+  /** Soft-deletes a document, as a transaction of its own. */
+  delete(collection, id) {
+    this.transact((tx) => tx.delete(collection, id));
+  }
+
+  /** The live document as `{ id, ...fields }`, or `undefined`. */
+  get(collection, id) {
+    return this.#wasm.get(collection, id);
+  }
+
+  /** Every live document: `{ [collection]: { [id]: { ...fields } } }`. */
+  toJSON() {
+    return JSON.parse(this.#wasm.toJsonText());
+  }
+
+  /** The whole replica as bytes (canonical: equal replicas give equal bytes). */
+  encode() {
+    return this.#wasm.encode();
+  }
+
+  /** A summary of what this replica has: send it to a peer, which answers with
+   * `encodeSince`. */
+  versionVector() {
+    return this.#wasm.versionVector();
+  }
+
+  /** What a peer with version vector `vv` lacks; `merge` it there. */
+  encodeSince(vv) {
+    return this.#wasm.encodeSince(vv);
+  }
+
+  /** Merges bytes from any replica's `encode` or `encodeSince`; returns how many documents
+   * changed. Other bytes are refused with a `decode.*` code and change nothing. */
+  merge(bytes) {
+    return this.#wasm.merge(bytes);
+  }
+
+  /** Frees the wasm memory now rather than when the garbage collector gets to it. */
+  free() {
+    this.#wasm.free();
+  }
+}
+
+function checkValue(value) {
+  // JSON.stringify would turn these into null silently.
+  if (typeof value === 'number' && !Number.isFinite(value)) {
+    throw tidemarkError({ code: 'write.non_finite_float', message: `${value} cannot be stored` });
+  }
+  if (value === undefined) {
+    throw tidemarkError({ code: 'store.bad_argument', message: 'undefined is not a value; set null to remove a field' });
+  }
+  return value;
+}
+
+function randomId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
