@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use tidemark_core::sync::{HttpMethod, HttpOutcome, Step, SyncConfig, SyncEngine, SyncEvent};
+use tidemark_core::sync::{
+    HttpMethod, HttpOutcome, RequestId, Step, SyncConfig, SyncEngine, SyncEvent,
+};
 use tidemark_core::{
     DeviceCertificate, DeviceId, DeviceKey, LEVEL_COUNT, Pack, PackHeader, Revocation,
     RevocationList, Role, ServerKey, SpaceKey, State, Value,
@@ -267,6 +269,37 @@ impl Device {
                 }
                 Some(at) if at <= until => self.now = at,
                 _ => return true,
+            }
+        }
+    }
+
+    /// Takes the engine's steps, serving every request except the first whose URL `hold`
+    /// picks: that one is served now but its answer is returned, not handed to the engine.
+    fn hold_request(
+        &mut self,
+        world: &mut World,
+        hold: impl Fn(&str) -> bool,
+    ) -> (RequestId, HttpOutcome) {
+        loop {
+            match self.engine.poll(self.now).expect("a step") {
+                Step::Persist => self.saved = Some(self.engine.checkpoint()),
+                Step::FetchGrant { collections } => {
+                    let grant = world.grant(self.key.device_id(), &collections, self.now);
+                    self.engine.on_grant(self.now, &grant).unwrap();
+                }
+                Step::Announce { .. } => {}
+                Step::Http(request) => {
+                    let outcome = world.serve(
+                        request.method,
+                        &request.url,
+                        request.if_none_match.as_deref(),
+                        &request.body,
+                    );
+                    if hold(&request.url) {
+                        return (request.id, outcome);
+                    }
+                    self.engine.on_response(self.now, request.id, outcome);
+                }
             }
         }
     }
@@ -875,28 +908,7 @@ fn an_announcement_that_arrives_while_the_level_is_being_read_is_read_again() {
     let mut a = Device::new(&world, a_key, config());
     a.engine.sync_now(a.now);
     let b_level0 = World::url(&b_id, "orders", 0);
-    let (held, stale) = loop {
-        match a.engine.poll(a.now).expect("a step") {
-            Step::Persist => a.saved = Some(a.engine.checkpoint()),
-            Step::FetchGrant { collections } => {
-                let grant = world.grant(a.key.device_id(), &collections, a.now);
-                a.engine.on_grant(a.now, &grant).unwrap();
-            }
-            Step::Announce { .. } => {}
-            Step::Http(request) => {
-                let outcome = world.serve(
-                    request.method,
-                    &request.url,
-                    request.if_none_match.as_deref(),
-                    &request.body,
-                );
-                if request.url == b_level0 {
-                    break (request.id, outcome);
-                }
-                a.engine.on_response(a.now, request.id, outcome);
-            }
-        }
-    };
+    let (held, stale) = a.hold_request(&mut world, |url| url == b_level0);
     b.write("orders", "o1", "text", "second");
     b.settle(&mut world);
     let etag = world.objects[&b_level0].1.clone();
@@ -904,6 +916,32 @@ fn an_announcement_that_arrives_while_the_level_is_being_read_is_read_again() {
     a.engine.on_response(a.now, held, stale);
 
     // Without moving the clock to a later round: the announcement alone brings the second.
+    a.run(&mut world, a.now, None);
+    assert_eq!(text(&a, "o1").as_deref(), Some("second"));
+}
+
+#[test]
+fn sync_now_during_a_round_runs_another_round_once_it_ends() {
+    let mut world = World::new();
+    let a_key = world.enroll(1, Role::Writer);
+    let b_key = world.enroll(2, Role::Writer);
+    let b_id = b_key.device_id();
+    let mut b = Device::new(&world, b_key, config());
+    b.write("orders", "o1", "text", "first");
+    b.settle(&mut world);
+
+    // A's round has read b's L0 (the first version) when b writes again, and the
+    // announcement never reaches A (its event stream was reconnecting): A's stream says hello,
+    // which asks for a round now, while the round that read the old pack is still running.
+    let mut a = Device::new(&world, a_key, config());
+    a.engine.sync_now(a.now);
+    let b_level0 = World::url(&b_id, "orders", 0);
+    let (held, stale) = a.hold_request(&mut world, |url| url == b_level0);
+    b.write("orders", "o1", "text", "second");
+    b.settle(&mut world);
+    a.engine.sync_now(a.now);
+    a.engine.on_response(a.now, held, stale);
+
     a.run(&mut world, a.now, None);
     assert_eq!(text(&a, "o1").as_deref(), Some("second"));
 }

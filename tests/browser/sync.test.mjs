@@ -72,7 +72,9 @@ async function converged(a, b) {
     if (x === y) return x;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  assert.equal(await snapshot(a.page), await snapshot(b.page), 'the devices did not converge');
+  const statuses = await Promise.all([a, b].map((d) => d.page.evaluate(() => window.store.sync.status())));
+  assert.equal(await snapshot(a.page), await snapshot(b.page),
+    `the devices did not converge; their status:\n${statuses.map((s) => JSON.stringify(s)).join('\n')}`);
 }
 
 for (const [mode, path, tag] of [['page', 'page.html', 'p'], ['service worker', 'app.html', 'w']]) {

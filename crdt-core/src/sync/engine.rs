@@ -145,6 +145,9 @@ struct Round {
     active: bool,
     changed: bool,
     count: u32,
+    /// `sync_now` was called during this round, after some levels were read: another round
+    /// starts as soon as this one ends.
+    again: bool,
 }
 
 /// What a request in flight is for.
@@ -509,6 +512,7 @@ impl SyncEngine {
     /// meanwhile are read too.
     pub fn sync_now(&mut self, local_wall_millis: u64) {
         self.grant_stale = true;
+        self.round.again |= self.round.active;
         self.round.next_at = local_wall_millis;
         self.round.interval = self.config.poll_min_millis;
         for collection in self.collections.values_mut() {
@@ -637,7 +641,10 @@ impl SyncEngine {
         if let Some(step) = self.poll_read(now) {
             return Some(step);
         }
-        self.finish_round_if_done(now);
+        if self.finish_round_if_done(now) {
+            // Another round was asked for while this one ran: it starts in this same poll.
+            return self.poll(local_wall_millis);
+        }
         None
     }
 
@@ -813,16 +820,17 @@ impl SyncEngine {
         self.round.changed = false;
     }
 
-    fn finish_round_if_done(&mut self, now: u64) {
+    /// Ends the round if nothing is left to read; whether another one must start now.
+    fn finish_round_if_done(&mut self, now: u64) -> bool {
         if !self.round.active {
-            return;
+            return false;
         }
         let pending = self
             .collections
             .values()
             .any(|c| c.remotes.values().flatten().any(|l| l.wanted));
         if pending {
-            return;
+            return false;
         }
         self.round.active = false;
         self.round.count += 1;
@@ -837,10 +845,14 @@ impl SyncEngine {
         } else {
             self.round.interval
         };
-        self.round.next_at = now + interval;
+        // A round asked for while this one ran may not have seen what prompted it (a pack
+        // pushed after this round read that level): it starts now.
+        let again = std::mem::take(&mut self.round.again);
+        self.round.next_at = if again { now } else { now + interval };
         self.events.push(SyncEvent::RoundComplete {
             changed: self.round.changed,
         });
+        again
     }
 
     fn next_id(&mut self, target: Target) -> RequestId {
