@@ -5,7 +5,7 @@
 //! Bytes in and out are the core's: [`State`] encodings for whole replicas and deltas, so
 //! anything one replica encodes another can merge, in any order, any number of times. Version
 //! vectors, which only say what to send, use a small encoding of their own (see
-//! [`encode_version_vector`]).
+//! `encode_version_vector`).
 //!
 //! [`Replica`]: tidemark_core::Replica
 
