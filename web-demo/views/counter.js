@@ -36,7 +36,7 @@ export function mount(root, app) {
     }
     grid.querySelector('.empty')?.remove();
     if (items.length === 0) grid.append(h('p', { class: 'empty' }, 'No dishes yet: add some in Menu.'));
-    for (const item of items) {
+    for (const [index, item] of items.entries()) {
       let button = buttons.get(item.id);
       if (!button) {
         button = h('button', { type: 'button', role: 'listitem', class: 'dish', 'data-item': item.id, onclick: () => add(current(item.id)) },
@@ -49,7 +49,10 @@ export function mount(root, app) {
       button.querySelector('.dish-name').textContent = item.name;
       button.querySelector('.dish-price').textContent = money(item.price);
       button.querySelector('.stock').textContent = `${stock} left`;
-      grid.append(button); // in menu order (moves it if the order changed)
+      // Moved only when out of menu order: moving a node between a press and its release
+      // cancels the click.
+      const there = grid.children[index] ?? null;
+      if (there !== button) grid.insertBefore(button, there);
     }
   };
   const current = (id) => items.find((item) => item.id === id);
