@@ -803,18 +803,8 @@ fn with_every_request_slot_taken_the_engine_asks_for_no_wakeup_that_is_already_d
     };
     let mut a = Device::new(&world, a_key, one_at_a_time);
     a.engine.sync_now(a.now);
-    // Take steps until a request is out, and leave it unanswered.
-    let held = loop {
-        match a.engine.poll(a.now).expect("a step") {
-            Step::Persist => a.saved = Some(a.engine.checkpoint()),
-            Step::FetchGrant { collections } => {
-                let grant = world.grant(a.key.device_id(), &collections, a.now);
-                a.engine.on_grant(a.now, &grant).unwrap();
-            }
-            Step::Http(request) => break request,
-            Step::Announce { .. } => {}
-        }
-    };
+    // Take steps until a request is out, and leave its answer undelivered.
+    let (held, outcome) = a.hold_request(&mut world, |_| true);
     // More reads are wanted (b's level, a's own levels), but the one slot is taken.
     assert_eq!(a.engine.poll(a.now), None);
     assert!(
@@ -823,13 +813,7 @@ fn with_every_request_slot_taken_the_engine_asks_for_no_wakeup_that_is_already_d
         a.engine.next_wakeup()
     );
     // Its answer frees the slot, and the reads go on to convergence.
-    let outcome = world.serve(
-        held.method,
-        &held.url,
-        held.if_none_match.as_deref(),
-        &held.body,
-    );
-    a.engine.on_response(a.now, held.id, outcome);
+    a.engine.on_response(a.now, held, outcome);
     a.settle(&mut world);
     assert_eq!(text(&a, "o1").as_deref(), Some("from b"));
 }
@@ -894,8 +878,10 @@ fn a_pack_refused_for_want_of_the_key_is_refused_again_every_round_not_forgotten
     }
 }
 
-#[test]
-fn an_announcement_that_arrives_while_the_level_is_being_read_is_read_again() {
+/// Two writers: b wrote "first" to o1, a is reading b's L0 and holds its answer (that first
+/// version) when b writes "second" and pushes it. Returns the world, a, b's id and L0 URL,
+/// and a's held request with its answer.
+fn a_holds_a_stale_read_of_b() -> (World, Device, DeviceId, String, RequestId, HttpOutcome) {
     let mut world = World::new();
     let a_key = world.enroll(1, Role::Writer);
     let b_key = world.enroll(2, Role::Writer);
@@ -903,14 +889,18 @@ fn an_announcement_that_arrives_while_the_level_is_being_read_is_read_again() {
     let mut b = Device::new(&world, b_key, config());
     b.write("orders", "o1", "text", "first");
     b.settle(&mut world);
-
-    // A reads b's L0; its answer (the first version) is on the way when b writes again.
     let mut a = Device::new(&world, a_key, config());
     a.engine.sync_now(a.now);
     let b_level0 = World::url(&b_id, "orders", 0);
     let (held, stale) = a.hold_request(&mut world, |url| url == b_level0);
     b.write("orders", "o1", "text", "second");
     b.settle(&mut world);
+    (world, a, b_id, b_level0, held, stale)
+}
+
+#[test]
+fn an_announcement_that_arrives_while_the_level_is_being_read_is_read_again() {
+    let (mut world, mut a, b_id, b_level0, held, stale) = a_holds_a_stale_read_of_b();
     let etag = world.objects[&b_level0].1.clone();
     a.engine.on_announcement(b_id, "orders", 0, Some(&etag));
     a.engine.on_response(a.now, held, stale);
@@ -922,23 +912,10 @@ fn an_announcement_that_arrives_while_the_level_is_being_read_is_read_again() {
 
 #[test]
 fn sync_now_during_a_round_runs_another_round_once_it_ends() {
-    let mut world = World::new();
-    let a_key = world.enroll(1, Role::Writer);
-    let b_key = world.enroll(2, Role::Writer);
-    let b_id = b_key.device_id();
-    let mut b = Device::new(&world, b_key, config());
-    b.write("orders", "o1", "text", "first");
-    b.settle(&mut world);
-
-    // A's round has read b's L0 (the first version) when b writes again, and the
-    // announcement never reaches A (its event stream was reconnecting): A's stream says hello,
-    // which asks for a round now, while the round that read the old pack is still running.
-    let mut a = Device::new(&world, a_key, config());
-    a.engine.sync_now(a.now);
-    let b_level0 = World::url(&b_id, "orders", 0);
-    let (held, stale) = a.hold_request(&mut world, |url| url == b_level0);
-    b.write("orders", "o1", "text", "second");
-    b.settle(&mut world);
+    // The announcement of b's second write never reaches a (its event stream was
+    // reconnecting); the stream's hello asks for a round now, while the round that read the
+    // old pack is still running.
+    let (mut world, mut a, _, _, held, stale) = a_holds_a_stale_read_of_b();
     a.engine.sync_now(a.now);
     a.engine.on_response(a.now, held, stale);
 

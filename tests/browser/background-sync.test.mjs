@@ -6,7 +6,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchBrowser, openPage, startServer } from './harness.mjs';
+import { launchBrowser, openPage, startServer, until } from './harness.mjs';
 
 let server;
 let browser;
@@ -20,17 +20,6 @@ after(async () => {
   await browser?.close();
   await server?.stop();
 });
-
-/** Evaluates `fn(arg)` in the page until it gives something truthy, and returns that. */
-async function until(page, fn, arg, timeout = 20_000) {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const value = await page.evaluate(fn, arg);
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${fn}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
 
 /** Ids of the documents in the `tabs` collection, sorted. */
 const tabIds = (page) =>

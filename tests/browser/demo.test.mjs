@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { launchBrowser, startServer } from './harness.mjs';
+import { launchBrowser, startServer, until } from './harness.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const DEMO_DIR = process.env.TIDEMARK_DEMO_DIR ?? join(here, '../../target/web-demo');
@@ -49,17 +49,6 @@ async function joinAs(name, link) {
 async function view(device, name) {
   await device.page.click(`nav [data-view=${name}]`);
   await device.page.waitForSelector(`#view[data-view=${name}]`);
-}
-
-/** Evaluates `fn(arg)` in the page until it gives something truthy, and returns that. */
-async function until(page, fn, arg, timeout = 30_000) {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const value = await page.evaluate(fn, arg).catch(() => null); // null while reloading
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${fn}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 /** Places an order on the counter screen: `dishes` are item ids, one tap each. */

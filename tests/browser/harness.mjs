@@ -74,6 +74,28 @@ export async function openPage(context, url) {
   return page;
 }
 
+/**
+ * Evaluates `fn(arg)` in the page until it gives something truthy, and returns that.
+ * (Playwright's `waitForFunction` does not await an async predicate.) An evaluation that
+ * throws, as one does while the page reloads, counts as not yet; the last error is in the
+ * timeout's message.
+ */
+export async function until(page, fn, arg, timeout = 20_000) {
+  const deadline = Date.now() + timeout;
+  let lastError;
+  for (;;) {
+    const value = await page.evaluate(fn, arg).catch((error) => {
+      lastError = error;
+      return null;
+    });
+    if (value) return value;
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${fn}${lastError ? ` (last error: ${lastError.message})` : ''}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 /** The real `tidemark-server` binary: `TIDEMARK_SERVER_BIN`, else the workspace's debug build. */
 const SERVER_BIN = process.env.TIDEMARK_SERVER_BIN ?? join(here, '../../target/debug/tidemark-server');
 const ADMIN_SECRET = 'browser-tests-admin-secret';

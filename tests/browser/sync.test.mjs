@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { launchBrowser, openPage, startServer } from './harness.mjs';
+import { launchBrowser, openPage, startServer, until } from './harness.mjs';
 
 let server;
 let browser;
@@ -43,18 +43,6 @@ async function device(path, name, collection, connectOptions = {}, role = 'write
     window.connection = await window.store.sync.connect({ ...connectOptions, server, invite: code, spaceKey, name });
   }, { invite, name, collection, connectOptions });
   return { context, page };
-}
-
-/** Evaluates `fn(arg)` in the page until it gives something truthy, and returns that.
- * (Playwright's waitForFunction does not await an async predicate.) */
-async function until(page, fn, arg, timeout = 15_000) {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const value = await page.evaluate(fn, arg);
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${fn}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
 }
 
 /** Every document of every collection, as one comparable value. */
