@@ -4,7 +4,9 @@ mod common;
 
 use common::{history, play};
 use proptest::prelude::*;
-use tidemark_core::{DeviceKey, OpenOptions, Pack, PackHeader, SpaceKey, State, VersionVector};
+use tidemark_core::{
+    DeviceKey, OpenOptions, Pack, PackHeader, STATE_FORMAT_VERSION, SpaceKey, State, VersionVector,
+};
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
@@ -75,7 +77,8 @@ proptest! {
             let i = at.index(bytes.len());
             bytes[i] = byte;
         }
-        if let Ok(state) = State::decode(&bytes) {
+        // A flipped version byte may select format 1, which decodes but re-encodes as format 2.
+        if let Ok(state) = State::decode(&bytes) && bytes[0] == STATE_FORMAT_VERSION {
             prop_assert_eq!(state.encode(), bytes);
         }
     }
@@ -99,32 +102,52 @@ proptest! {
 
 #[test]
 fn non_canonical_encodings_are_refused() {
-    // version, 0 devices, 0 names, 1 collection "c" with 0 documents.
-    let empty_collection = [1u8, 0, 0, 1, 1, b'c', 0];
-    assert_eq!(
-        State::decode(&empty_collection).unwrap_err().code(),
-        "decode.non_canonical"
-    );
-    // An overlong varint for the device count.
-    assert_eq!(
-        State::decode(&[1, 0x80, 0x00, 0, 0]).unwrap_err().code(),
-        "decode.non_canonical"
-    );
-    // A huge count with no bytes behind it must not allocate.
-    assert_eq!(
-        State::decode(&[1, 0xff, 0xff, 0xff, 0xff, 0x0f])
-            .unwrap_err()
-            .code(),
-        "decode.malformed"
-    );
+    for version in [1u8, STATE_FORMAT_VERSION] {
+        // version, 0 devices, 0 names, 1 collection "c" with 0 documents.
+        let empty_collection = [version, 0, 0, 1, 1, b'c', 0];
+        assert_eq!(
+            State::decode(&empty_collection).unwrap_err().code(),
+            "decode.non_canonical"
+        );
+        // An overlong varint for the device count.
+        assert_eq!(
+            State::decode(&[version, 0x80, 0x00, 0, 0])
+                .unwrap_err()
+                .code(),
+            "decode.non_canonical"
+        );
+        // A huge count with no bytes behind it must not allocate.
+        assert_eq!(
+            State::decode(&[version, 0xff, 0xff, 0xff, 0xff, 0x0f])
+                .unwrap_err()
+                .code(),
+            "decode.malformed"
+        );
+        assert_eq!(
+            State::decode(&[version, 0, 0, 0, 0]).unwrap_err().code(),
+            "decode.trailing_bytes"
+        );
+        assert_eq!(State::decode(&[version, 0, 0, 0]).unwrap(), State::new());
+    }
     assert_eq!(
         State::decode(&[9]).unwrap_err().code(),
         "decode.unsupported_version"
     );
     assert_eq!(State::decode(&[]).unwrap_err().code(), "decode.truncated");
+    assert_eq!(State::new().encode(), [STATE_FORMAT_VERSION, 0, 0, 0]);
+
+    // Format 2: 0 devices, 1 name "x", collection "c" with 1 document "a" that claims two
+    // registers. Columns are (base, width) blocks; base 1 is zigzag 2.
+    let too_many_registers = [
+        2, 0, 1, 1, b'x', 1, 1, b'c', 1, // tables and collections
+        0, 0, // shared prefix 0
+        2, 0,    // suffix length 1
+        b'a', // suffix
+        4, 0, // 2 registers, but there is 1 name
+        0, 0, // 0 cells
+    ];
     assert_eq!(
-        State::decode(&[1, 0, 0, 0, 0]).unwrap_err().code(),
-        "decode.trailing_bytes"
+        State::decode(&too_many_registers).unwrap_err().code(),
+        "decode.malformed"
     );
-    assert_eq!(State::decode(&[1, 0, 0, 0]).unwrap(), State::new());
 }

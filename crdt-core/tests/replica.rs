@@ -331,8 +331,9 @@ fn a_stamp_from_the_far_future_converges_without_dragging_clocks_or_swallowing_e
 
 #[test]
 fn a_stamp_at_the_end_of_time_makes_overwrites_fail_cleanly() {
-    // A hand-made encoding: one register menu/soup/price = 5 stamped at Hlc::MAX by device
-    // [7; 32], as a corrupt or malicious device could produce.
+    // A hand-made encoding (format 1, the row layout, which is simplest to write by hand): one
+    // register menu/soup/price = 5 stamped at Hlc::MAX by device [7; 32], as a corrupt or
+    // malicious device could produce.
     let mut bytes = vec![1, 1];
     bytes.extend_from_slice(&[7; 32]);
     bytes.extend_from_slice(&[1, 5]);
@@ -345,7 +346,11 @@ fn a_stamp_at_the_end_of_time_makes_overwrites_fail_cleanly() {
     // device 0; int tag 3, zigzag(5) = 10.
     bytes.extend_from_slice(&[1, 0, 0, 1, 0, 3, 10]);
     let evil = State::decode(&bytes).unwrap();
-    assert_eq!(evil.encode(), bytes);
+    assert_eq!(
+        State::decode(&evil.encode()).unwrap(),
+        evil,
+        "format 2 holds it too"
+    );
 
     let mut a = replica(1);
     a.merge(&evil, NOW);

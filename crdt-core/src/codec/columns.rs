@@ -1,0 +1,242 @@
+//! Integer columns: a run of integers, bit-packed in blocks against a frame of reference.
+//!
+//! ```text
+//! column = block*                         the value count comes from the context
+//! block  = base:zigzag-varint width:u8 packed
+//! packed = ⌈n·width/8⌉ bytes              n = min(BLOCK_LEN, values left); each value − base
+//!                                         in `width` bits, least significant bit first
+//! ```
+//!
+//! A block of equal values costs two bytes whatever its length, and a block of values spread over
+//! a range of 2^k costs k bits per value, so a column pays for the spread of its values, never for
+//! their magnitude. The state format (format 2, `super::v2`) shapes its columns so that the values
+//! in one block tend to be close: deltas within a document, counts, tags.
+//!
+//! Canonical: `base` is the least value of the block, `width` the fewest bits that hold the
+//! greatest offset (zero when all values are equal), and the unused bits of the last byte are
+//! zero. The reader checks all three.
+
+use super::{Reader, put_varint};
+use crate::error::DecodeError;
+use crate::value::{unzigzag, zigzag};
+
+/// Values per block: small enough that one outlier widens few values, large enough that the
+/// two header bytes vanish.
+pub(crate) const BLOCK_LEN: usize = 128;
+/// The fewest bytes a block takes: a one-byte base and the width.
+const MIN_BLOCK_BYTES: usize = 2;
+
+/// Appends `values` as a column. Unsigned quantities are passed bit-cast (`u as i64`): the
+/// offsets wrap consistently, so every 64-bit pattern survives the round trip.
+pub(crate) fn put_column(out: &mut Vec<u8>, values: &[i64]) {
+    for block in values.chunks(BLOCK_LEN) {
+        let (mut base, mut max) = (block[0], block[0]);
+        for &v in block {
+            base = base.min(v);
+            max = max.max(v);
+        }
+        let width = bit_width(max.wrapping_sub(base) as u64);
+        put_varint(out, zigzag(base));
+        out.push(width as u8);
+        if width == 0 {
+            continue;
+        }
+        // At most 7 pending bits plus one 64-bit offset: a u128 never overflows.
+        let mut pending: u128 = 0;
+        let mut pending_bits = 0u32;
+        for &v in block {
+            pending |= u128::from(v.wrapping_sub(base) as u64) << pending_bits;
+            pending_bits += width;
+            while pending_bits >= 8 {
+                out.push(pending as u8);
+                pending >>= 8;
+                pending_bits -= 8;
+            }
+        }
+        if pending_bits > 0 {
+            out.push(pending as u8);
+        }
+    }
+}
+
+/// A column being read: its blocks are located when it is opened and unpacked one at a time
+/// as values are taken, so reading a state never holds its columns in memory at once.
+#[derive(Debug)]
+pub(crate) struct Column<'a> {
+    /// Positioned at the next block to unpack.
+    blocks: Reader<'a>,
+    /// Values not yet taken.
+    left: usize,
+    block: [i64; BLOCK_LEN],
+    /// `block[next..filled]` are unpacked and not yet taken.
+    next: usize,
+    filled: usize,
+}
+
+impl<'a> Column<'a> {
+    /// Opens a column of `len` values at `r` and moves `r` past it. Refuses a `len` the bytes
+    /// left could not hold before anything is allocated.
+    pub(crate) fn open(r: &mut Reader<'a>, len: usize) -> Result<Column<'a>, DecodeError> {
+        if len.div_ceil(BLOCK_LEN) > r.remaining() / MIN_BLOCK_BYTES {
+            return Err(r.malformed("column longer than the bytes left"));
+        }
+        let blocks = r.clone();
+        let mut left = len;
+        while left > 0 {
+            let n = BLOCK_LEN.min(left);
+            r.varint()?;
+            let width = block_width(r)?;
+            r.take((n * width as usize).div_ceil(8))?;
+            left -= n;
+        }
+        Ok(Column {
+            blocks,
+            left: len,
+            block: [0; BLOCK_LEN],
+            next: 0,
+            filled: 0,
+        })
+    }
+
+    /// The next value. Taking more than the column holds is an error, not a panic.
+    pub(crate) fn take(&mut self) -> Result<i64, DecodeError> {
+        if self.next == self.filled {
+            self.unpack()?;
+        }
+        let value = self.block[self.next];
+        self.next += 1;
+        Ok(value)
+    }
+
+    /// Unpacks the next block, checking that [`put_column`] would have written it.
+    fn unpack(&mut self) -> Result<(), DecodeError> {
+        let r = &mut self.blocks;
+        if self.left == 0 {
+            return Err(r.malformed("column read past its end"));
+        }
+        let n = BLOCK_LEN.min(self.left);
+        self.left -= n;
+        self.next = 0;
+        self.filled = n;
+        let base = unzigzag(r.varint()?);
+        let width = block_width(r)?;
+        let packed = r.take((n * width as usize).div_ceil(8))?;
+        if width == 0 {
+            self.block[..n].fill(base);
+            return Ok(());
+        }
+        let mask = u64::MAX >> (64 - width);
+        let mut bytes = packed.iter();
+        let mut pending: u128 = 0;
+        let mut pending_bits = 0u32;
+        let (mut least, mut greatest) = (u64::MAX, 0u64);
+        for slot in &mut self.block[..n] {
+            while pending_bits < width {
+                // `packed` holds exactly ⌈n·width/8⌉ bytes, so this never runs dry.
+                let Some(&byte) = bytes.next() else {
+                    return Err(r.malformed("column block shorter than its width"));
+                };
+                pending |= u128::from(byte) << pending_bits;
+                pending_bits += 8;
+            }
+            let offset = pending as u64 & mask;
+            pending >>= width;
+            pending_bits -= width;
+            least = least.min(offset);
+            greatest = greatest.max(offset);
+            *slot = base
+                .checked_add_unsigned(offset)
+                .ok_or_else(|| r.malformed("column value overflows 64 bits"))?;
+        }
+        if pending != 0 {
+            return Err(r.non_canonical("column padding bits are set"));
+        }
+        if least != 0 {
+            return Err(r.non_canonical("column block base is not its least value"));
+        }
+        if bit_width(greatest) != width {
+            return Err(r.non_canonical("column block width is not minimal"));
+        }
+        Ok(())
+    }
+}
+
+/// Reads a whole column of `len` values into memory, for the short per-document columns.
+pub(crate) fn read_column(r: &mut Reader<'_>, len: usize) -> Result<Vec<i64>, DecodeError> {
+    let mut column = Column::open(r, len)?;
+    (0..len).map(|_| column.take()).collect()
+}
+
+fn block_width(r: &mut Reader<'_>) -> Result<u32, DecodeError> {
+    let width = u32::from(r.u8()?);
+    if width > 64 {
+        return Err(r.malformed("column width over 64 bits"));
+    }
+    Ok(width)
+}
+
+/// The number of bits needed to write `v`: 0 for 0, 64 for values with the top bit set.
+fn bit_width(v: u64) -> u32 {
+    u64::BITS - v.leading_zeros()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(values: &[i64]) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_column(&mut out, values);
+        let mut r = Reader::new(&out);
+        assert_eq!(read_column(&mut r, values.len()).unwrap(), values);
+        assert_eq!(r.remaining(), 0);
+        out
+    }
+
+    #[test]
+    fn columns_round_trip_every_width() {
+        round_trip(&[]);
+        assert_eq!(
+            round_trip(&[7; 300]).len(),
+            3 * 2,
+            "equal values: two bytes per block"
+        );
+        round_trip(&[i64::MIN, i64::MAX, 0, -1, 1]);
+        round_trip(&[u64::MAX as i64, 0]);
+        for width in 1..=63 {
+            let values: Vec<i64> = (0..200).map(|i| (i * 7919) % (1i64 << width)).collect();
+            round_trip(&values);
+        }
+    }
+
+    #[test]
+    fn uniform_values_cost_their_spread_in_bits() {
+        // 1,000 values spread over [0, 2^20): 20 bits each plus 2–4 header bytes per block.
+        let values: Vec<i64> = (0..1000).map(|i| (i * 1_000_003) % (1 << 20)).collect();
+        let bytes = round_trip(&values).len();
+        assert!(bytes <= 1000 * 20 / 8 + 8 * 5, "{bytes} bytes");
+    }
+
+    #[test]
+    fn non_canonical_blocks_are_refused() {
+        let refused = |bytes: &[u8], n: usize| read_column(&mut Reader::new(bytes), n).unwrap_err();
+        // Base 0 (zigzag 0), width 2, values 1 and 2: the base is not the least value.
+        assert_eq!(refused(&[0, 2, 0b1001], 2).code(), "decode.non_canonical");
+        // Base 0, width 3, values 0 and 1: wider than needed.
+        assert_eq!(
+            refused(&[0, 3, 0b001_000], 2).code(),
+            "decode.non_canonical"
+        );
+        // Base 0, width 1, values 0 and 1, a padding bit set.
+        assert_eq!(refused(&[0, 1, 0b110], 2).code(), "decode.non_canonical");
+        // Width 65.
+        assert_eq!(refused(&[0, 65, 0, 0], 1).code(), "decode.malformed");
+        // base i64::MAX (zigzag u64::MAX − 1) plus an offset of 1 overflows.
+        let mut bytes = Vec::new();
+        put_varint(&mut bytes, u64::MAX - 1);
+        bytes.extend_from_slice(&[1, 0b10]);
+        assert_eq!(refused(&bytes, 2).code(), "decode.malformed");
+        // A million values promised by three bytes: refused before allocating.
+        assert_eq!(refused(&[0, 0, 0], 1_000_000).code(), "decode.malformed");
+    }
+}

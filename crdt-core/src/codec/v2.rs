@@ -1,0 +1,447 @@
+//! State format 2, the column layout.
+//!
+//! ```text
+//! body        = collections documents registers cells
+//! collections = count (name:string documents:count)*   strictly ascending names, ≥ 1 document
+//! documents   = column(shared) column(suffix-length) suffixes column(registers) column(cells)
+//!               one entry per document: collection by collection, ids ascending in each;
+//!               id = previous id in the collection[..shared] + suffix, the prefix maximal
+//! registers   = column(name-gap) column(device) column(first-millis) column(first-counter)
+//!               column(millis) column(counter) column(tag) column(int) payloads
+//!               one entry per register: document by document, names ascending in each;
+//!               name index = previous + 1 + gap (the first: gap = index);
+//!               `first-…` hold the clock of each document's first register, `millis` and
+//!               `counter` the clocks of the others; `int` holds one entry per register
+//!               tagged int, `payloads` the payload of every other register whose tag has one
+//!               (float, string, bytes, array, object)
+//! cells       = cell*                                  document by document
+//! ```
+//!
+//! A register's clock is written against a *reference*: the register before it in the same
+//! document, or for a document's first register, the first register of the previous document
+//! that has one. `millis` is the difference of the wall-clock parts; `counter` is the difference
+//! of the logical counters when `millis` is 0, and the counter itself otherwise.
+//!
+//! Why these columns: fields written in one transaction sit together in a document and get
+//! consecutive clocks, so their clock deltas are constant and a block of them packs to two
+//! bytes. The jumps from one document to the next are larger and vary more; they get columns of
+//! their own so that they do not widen the blocks of the small in-document deltas;
+//! field-name gaps and tags repeat from document to document. What is left is the values
+//! themselves, which pack to the bits their spread needs — 20 bits for integers below a million.
+
+use std::collections::BTreeMap;
+
+use super::columns::{Column, put_column, read_column};
+use super::{
+    CanonicalTables, HlcChain, MAX_TAG, Reader, TAG_INT, TableUse, common_prefix, decode_payload,
+    encode_payload, put_bytes, put_cells, put_varint, read_cells, value_tag,
+};
+use crate::clock::{HLC_MILLIS_BITS, Hlc};
+use crate::error::DecodeError;
+use crate::state::{Collection, Document, Register, State, register_bytes};
+use crate::value::{
+    MAX_COLLECTION_NAME_BYTES, MAX_DOCUMENT_ID_BYTES, Value, validate_collection_name,
+};
+
+/// The format 2 encoding of `state`, version byte included.
+pub(super) fn encode(state: &State) -> Vec<u8> {
+    let tables = CanonicalTables::of(state);
+    let mut out = Vec::with_capacity(64 + state.register_count() * 4);
+    out.push(2);
+    tables.put(&mut out);
+
+    let collections: Vec<_> = state
+        .collections
+        .iter()
+        .filter(|(_, c)| !c.docs.is_empty())
+        .collect();
+    put_varint(&mut out, collections.len() as u64);
+    for (name, collection) in &collections {
+        put_bytes(&mut out, name.as_bytes());
+        put_varint(&mut out, collection.docs.len() as u64);
+    }
+
+    let mut docs = DocumentColumns::default();
+    let mut registers = RegisterColumns::with_capacity(state.register_count());
+    let mut cells = Vec::new();
+    let mut cell_chain = HlcChain::default();
+    let mut sorted: Vec<(u32, &Register)> = Vec::new();
+    for (_, collection) in &collections {
+        let mut previous_id: &[u8] = &[];
+        for (id, doc) in &collection.docs {
+            let id = id.as_bytes();
+            docs.push(previous_id, id, doc);
+            previous_id = id;
+
+            sorted.clear();
+            sorted.extend(doc.registers.iter().map(|r| (tables.name(r.name), r)));
+            sorted.sort_unstable_by_key(|&(name, _)| name);
+            registers.push_document(&sorted, &tables);
+            put_cells(&mut cells, &doc.counters, &tables, &mut cell_chain);
+        }
+    }
+    docs.put(&mut out);
+    registers.put(&mut out);
+    out.extend_from_slice(&cells);
+    out
+}
+
+#[derive(Default)]
+struct DocumentColumns {
+    shared: Vec<i64>,
+    suffix_lengths: Vec<i64>,
+    suffixes: Vec<u8>,
+    registers: Vec<i64>,
+    cells: Vec<i64>,
+}
+
+impl DocumentColumns {
+    fn push(&mut self, previous_id: &[u8], id: &[u8], doc: &Document) {
+        let shared = common_prefix(previous_id, id);
+        self.shared.push(shared as i64);
+        self.suffix_lengths.push((id.len() - shared) as i64);
+        self.suffixes.extend_from_slice(&id[shared..]);
+        self.registers.push(doc.registers.len() as i64);
+        self.cells.push(doc.counters.len() as i64);
+    }
+
+    fn put(&self, out: &mut Vec<u8>) {
+        put_column(out, &self.shared);
+        put_column(out, &self.suffix_lengths);
+        out.extend_from_slice(&self.suffixes);
+        put_column(out, &self.registers);
+        put_column(out, &self.cells);
+    }
+}
+
+struct RegisterColumns {
+    name_gaps: Vec<i64>,
+    devices: Vec<i64>,
+    first_millis: Vec<i64>,
+    first_counters: Vec<i64>,
+    millis: Vec<i64>,
+    counters: Vec<i64>,
+    tags: Vec<i64>,
+    ints: Vec<i64>,
+    payloads: Vec<u8>,
+    /// The clock of the first register of the last document that had one.
+    anchor: Hlc,
+}
+
+impl RegisterColumns {
+    fn with_capacity(n: usize) -> RegisterColumns {
+        RegisterColumns {
+            name_gaps: Vec::with_capacity(n),
+            devices: Vec::with_capacity(n),
+            first_millis: Vec::new(),
+            first_counters: Vec::new(),
+            millis: Vec::with_capacity(n),
+            counters: Vec::with_capacity(n),
+            tags: Vec::with_capacity(n),
+            ints: Vec::with_capacity(n),
+            payloads: Vec::new(),
+            anchor: Hlc::ZERO,
+        }
+    }
+
+    /// Appends one document's registers, given sorted by name rank.
+    fn push_document(&mut self, sorted: &[(u32, &Register)], tables: &CanonicalTables) {
+        let mut previous_name: i64 = -1;
+        let mut reference = self.anchor;
+        if let Some((_, first)) = sorted.first() {
+            self.anchor = first.hlc;
+        }
+        for (k, &(name, register)) in sorted.iter().enumerate() {
+            self.name_gaps.push(i64::from(name) - previous_name - 1);
+            previous_name = i64::from(name);
+            self.devices.push(i64::from(tables.device(register.device)));
+            let (millis, counter) = clock_delta(reference, register.hlc);
+            if k == 0 {
+                self.first_millis.push(millis);
+                self.first_counters.push(counter);
+            } else {
+                self.millis.push(millis);
+                self.counters.push(counter);
+            }
+            reference = register.hlc;
+            self.tags.push(i64::from(value_tag(&register.value)));
+            match &register.value {
+                Value::Int(i) => self.ints.push(*i),
+                other => encode_payload(&mut self.payloads, other),
+            }
+        }
+    }
+
+    fn put(&self, out: &mut Vec<u8>) {
+        put_column(out, &self.name_gaps);
+        put_column(out, &self.devices);
+        put_column(out, &self.first_millis);
+        put_column(out, &self.first_counters);
+        put_column(out, &self.millis);
+        put_column(out, &self.counters);
+        put_column(out, &self.tags);
+        put_column(out, &self.ints);
+        out.extend_from_slice(&self.payloads);
+    }
+}
+
+/// `hlc` against `reference`: the wall-clock difference, and the counter difference when the
+/// wall clocks are equal or the counter itself when they are not.
+fn clock_delta(reference: Hlc, hlc: Hlc) -> (i64, i64) {
+    // Both wall clocks are below 2^48, so the difference fits.
+    let millis = hlc.millis() as i64 - reference.millis() as i64;
+    let counter = if millis == 0 {
+        i64::from(hlc.counter()) - i64::from(reference.counter())
+    } else {
+        i64::from(hlc.counter())
+    };
+    (millis, counter)
+}
+
+/// The inverse of [`clock_delta`], refusing clocks out of range.
+fn apply_clock_delta(
+    r: &Reader<'_>,
+    reference: Hlc,
+    millis: i64,
+    counter: i64,
+) -> Result<Hlc, DecodeError> {
+    let out_of_range = || r.malformed("clock out of range");
+    let wall = (reference.millis() as i64)
+        .checked_add(millis)
+        .filter(|w| (0..1 << HLC_MILLIS_BITS).contains(w))
+        .ok_or_else(out_of_range)?;
+    let counter = if millis == 0 {
+        i64::from(reference.counter())
+            .checked_add(counter)
+            .ok_or_else(out_of_range)?
+    } else {
+        counter
+    };
+    let counter = u16::try_from(counter).map_err(|_| out_of_range())?;
+    Hlc::new(wall as u64, counter).ok_or_else(out_of_range)
+}
+
+/// Reads a format 2 body; `r` is just past the version byte.
+pub(super) fn decode(mut r: Reader<'_>) -> Result<State, DecodeError> {
+    let mut state = State::new();
+    let mut tables = TableUse::read(&mut r, &mut state)?;
+
+    // Collections, and how many documents each holds. Every document has at least one byte of
+    // id suffix further on, which bounds the total.
+    let collection_count = r.count(3)?;
+    let mut collections: Vec<(&str, usize)> = Vec::with_capacity(collection_count);
+    let mut document_count: usize = 0;
+    for _ in 0..collection_count {
+        let name = r.str(MAX_COLLECTION_NAME_BYTES)?;
+        if validate_collection_name(name).is_err() {
+            return Err(r.malformed("invalid collection name"));
+        }
+        if collections.last().is_some_and(|&(p, _)| p >= name) {
+            return Err(r.non_canonical("collections out of order"));
+        }
+        let docs = r.count(1)?;
+        if docs == 0 {
+            return Err(r.non_canonical("empty collection"));
+        }
+        document_count += docs;
+        if document_count > r.remaining() {
+            return Err(r.malformed("count exceeds the bytes left"));
+        }
+        collections.push((name, docs));
+    }
+
+    let shared = read_column(&mut r, document_count)?;
+    let suffix_lengths = read_column(&mut r, document_count)?;
+    let mut suffix_total: usize = 0;
+    for &len in &suffix_lengths {
+        if !(1..=MAX_DOCUMENT_ID_BYTES as i64).contains(&len) {
+            return Err(r.malformed("invalid document id suffix length"));
+        }
+        suffix_total += len as usize;
+    }
+    let mut suffixes = r.clone();
+    r.take(suffix_total)?;
+    let register_counts = read_column(&mut r, document_count)?;
+    let cell_counts = read_column(&mut r, document_count)?;
+    let mut register_total: usize = 0;
+    let mut documents_with_registers: usize = 0;
+    for (&registers, &cells) in register_counts.iter().zip(&cell_counts) {
+        if !(0..=tables.name_count() as i64).contains(&registers) || cells < 0 {
+            return Err(r.malformed("document entry count out of range"));
+        }
+        if registers == 0 && cells == 0 {
+            return Err(r.non_canonical("empty document"));
+        }
+        register_total += registers as usize;
+        documents_with_registers += usize::from(registers > 0);
+    }
+
+    let mut registers = RegisterReader::open(&mut r, register_total, documents_with_registers)?;
+    let mut documents: Vec<Vec<(Box<str>, Document)>> = Vec::with_capacity(collections.len());
+    let mut document = 0;
+    for &(_, count) in &collections {
+        let mut docs = Vec::with_capacity(count);
+        let mut previous_id: &[u8] = &[];
+        for _ in 0..count {
+            let shared = usize::try_from(shared[document])
+                .ok()
+                .filter(|&s| s <= previous_id.len())
+                .ok_or_else(|| r.malformed("document id prefix longer than the previous id"))?;
+            let suffix = suffixes.take(suffix_lengths[document] as usize)?;
+            let mut id = Vec::with_capacity(shared + suffix.len());
+            id.extend_from_slice(&previous_id[..shared]);
+            id.extend_from_slice(suffix);
+            if id.len() > MAX_DOCUMENT_ID_BYTES {
+                return Err(r.malformed("invalid document id length"));
+            }
+            if !previous_id.is_empty()
+                && (id.as_slice() <= previous_id || common_prefix(previous_id, &id) != shared)
+            {
+                return Err(r.non_canonical("document ids out of order or prefix not maximal"));
+            }
+            let id = String::from_utf8(id)
+                .map_err(|_| r.malformed("document id is not UTF-8"))?
+                .into_boxed_str();
+            let doc =
+                registers.document(&mut r, register_counts[document] as usize, &mut tables)?;
+            docs.push((id, doc));
+            previous_id = docs.last().map_or(&[], |(id, _)| id.as_bytes());
+            document += 1;
+        }
+        documents.push(docs);
+    }
+    registers.finish(&r)?;
+
+    // The cells follow every payload, so they are read on a second pass over the documents.
+    let mut cell_chain = HlcChain::default();
+    let mut cell_counts = cell_counts.iter();
+    for docs in &mut documents {
+        for (_, doc) in docs.iter_mut() {
+            let count = cell_counts.next().copied().unwrap_or(0) as usize;
+            if count > 0 {
+                doc.counters = read_cells(&mut r, count, &mut tables, &mut cell_chain)?;
+            }
+        }
+    }
+    r.finish()?;
+    tables.finish(r.position())?;
+
+    for ((name, _), docs) in collections.into_iter().zip(documents) {
+        // Ids are ascending, so the map is built in one pass.
+        let docs: BTreeMap<Box<str>, Document> = docs.into_iter().collect();
+        state
+            .collections
+            .insert(Box::from(name), Collection { docs });
+    }
+    Ok(state)
+}
+
+/// The register columns being read, one cursor each, and the clock reference chain.
+struct RegisterReader<'a> {
+    name_gaps: Column<'a>,
+    devices: Column<'a>,
+    first_millis: Column<'a>,
+    first_counters: Column<'a>,
+    millis: Column<'a>,
+    counters: Column<'a>,
+    /// Unpacked whole: the int column's length is the number of int tags.
+    tags: std::vec::IntoIter<u8>,
+    ints: Column<'a>,
+    anchor: Hlc,
+}
+
+impl<'a> RegisterReader<'a> {
+    /// Opens the columns of `count` registers in `documents` documents.
+    fn open(
+        r: &mut Reader<'a>,
+        count: usize,
+        documents: usize,
+    ) -> Result<RegisterReader<'a>, DecodeError> {
+        let name_gaps = Column::open(r, count)?;
+        let devices = Column::open(r, count)?;
+        let first_millis = Column::open(r, documents)?;
+        let first_counters = Column::open(r, documents)?;
+        let millis = Column::open(r, count - documents)?;
+        let counters = Column::open(r, count - documents)?;
+        let mut tag_column = Column::open(r, count)?;
+        let mut tags = Vec::with_capacity(count);
+        let mut int_count = 0;
+        for _ in 0..count {
+            let tag = u8::try_from(tag_column.take()?)
+                .ok()
+                .filter(|&t| t <= MAX_TAG)
+                .ok_or_else(|| r.malformed("unknown value tag"))?;
+            int_count += usize::from(tag == TAG_INT);
+            tags.push(tag);
+        }
+        let ints = Column::open(r, int_count)?;
+        Ok(RegisterReader {
+            name_gaps,
+            devices,
+            first_millis,
+            first_counters,
+            millis,
+            counters,
+            tags: tags.into_iter(),
+            ints,
+            anchor: Hlc::ZERO,
+        })
+    }
+
+    /// A document of `count` registers; payloads are read from `r`.
+    fn document(
+        &mut self,
+        r: &mut Reader<'_>,
+        count: usize,
+        tables: &mut TableUse,
+    ) -> Result<Document, DecodeError> {
+        let mut doc = Document {
+            registers: Vec::with_capacity(count),
+            counters: Vec::new(),
+            bytes: 0,
+        };
+        let mut previous_name: i64 = -1;
+        let mut reference = self.anchor;
+        for k in 0..count {
+            let gap = self.name_gaps.take()?;
+            let index = u64::try_from(gap)
+                .ok()
+                .and_then(|gap| (previous_name as u64).wrapping_add(1).checked_add(gap))
+                .ok_or_else(|| r.malformed("field name index out of range"))?;
+            let name = tables.name(r, index)?;
+            previous_name = i64::from(name);
+            let device = tables.device(r, self.devices.take()? as u64)?;
+            let hlc = if k == 0 {
+                let (millis, counter) = (self.first_millis.take()?, self.first_counters.take()?);
+                self.anchor = apply_clock_delta(r, reference, millis, counter)?;
+                self.anchor
+            } else {
+                let (millis, counter) = (self.millis.take()?, self.counters.take()?);
+                apply_clock_delta(r, reference, millis, counter)?
+            };
+            reference = hlc;
+            let value = match self.tags.next() {
+                Some(TAG_INT) => Value::Int(self.ints.take()?),
+                Some(tag) => decode_payload(r, tag, 0)?,
+                None => return Err(r.malformed("column read past its end")),
+            };
+            doc.bytes += register_bytes(&value);
+            doc.registers.push(Register {
+                name,
+                device,
+                hlc,
+                value,
+            });
+        }
+        Ok(doc)
+    }
+
+    /// Every column must have been read to its end (the counts guarantee it; this keeps the
+    /// guarantee checked).
+    fn finish(&self, r: &Reader<'_>) -> Result<(), DecodeError> {
+        if self.tags.len() != 0 {
+            return Err(r.malformed("register columns longer than the documents"));
+        }
+        Ok(())
+    }
+}
