@@ -137,15 +137,22 @@ fn non_canonical_encodings_are_refused() {
     assert_eq!(State::new().encode(), [STATE_FORMAT_VERSION, 0, 0, 0]);
 
     // Format 2: 0 devices, 1 name "x", collection "c" with 1 document "a" that claims two
-    // registers. Columns are (base, width) blocks; base 1 is zigzag 2.
+    // registers. Each column holds one value, written as its zigzag varint alone.
     let too_many_registers = [
-        2, 0, 1, 1, b'x', 1, 1, b'c', 1, // tables and collections
-        0, 0, // shared prefix 0
-        2, 0,    // suffix length 1
+        2, 0, 1, 1, b'x', 1, 1, b'c', 1,    // tables and collections
+        0,    // shared prefix 0
+        2,    // suffix length 1
         b'a', // suffix
-        4, 0, // 2 registers, but there is 1 name
-        0, 0, // 0 cells
+        4,    // 2 registers, but there is 1 name
+        0,    // 0 cells
     ];
+    let mut one_register = too_many_registers;
+    one_register[12] = 2;
+    assert_eq!(
+        State::decode(&one_register).unwrap_err().code(),
+        "decode.truncated",
+        "the same bytes with one register decode up to the missing register columns"
+    );
     assert_eq!(
         State::decode(&too_many_registers).unwrap_err().code(),
         "decode.malformed"

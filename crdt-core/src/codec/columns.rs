@@ -3,9 +3,13 @@
 //! ```text
 //! column = block*                         the value count comes from the context
 //! block  = base:zigzag-varint width:u8 packed
+//!        | base:zigzag-varint             when the block holds one value
 //! packed = ⌈n·width/8⌉ bytes              n = min(BLOCK_LEN, values left); each value − base
 //!                                         in `width` bits, least significant bit first
 //! ```
+//!
+//! A one-value block has nothing to pack, so it is its base alone: small states (one write, a
+//! few fields) stay as small as in a row layout.
 //!
 //! A block of equal values costs two bytes whatever its length, and a block of values spread over
 //! a range of 2^k costs k bits per value, so a column pays for the spread of its values, never for
@@ -23,7 +27,7 @@ use crate::value::{unzigzag, zigzag};
 /// Values per block: small enough that one outlier widens few values, large enough that the
 /// two header bytes vanish.
 pub(crate) const BLOCK_LEN: usize = 128;
-/// The fewest bytes a block takes: a one-byte base and the width.
+/// The fewest bytes a block of more than one value takes: a one-byte base and the width.
 const MIN_BLOCK_BYTES: usize = 2;
 
 /// Appends `values` as a column. Unsigned quantities are passed bit-cast (`u as i64`): the
@@ -37,6 +41,9 @@ pub(crate) fn put_column(out: &mut Vec<u8>, values: &[i64]) {
         }
         let width = bit_width(max.wrapping_sub(base) as u64);
         put_varint(out, zigzag(base));
+        if block.len() == 1 {
+            continue;
+        }
         out.push(width as u8);
         if width == 0 {
             continue;
@@ -77,7 +84,8 @@ impl<'a> Column<'a> {
     /// Opens a column of `len` values at `r` and moves `r` past it. Refuses a `len` the bytes
     /// left could not hold before anything is allocated.
     pub(crate) fn open(r: &mut Reader<'a>, len: usize) -> Result<Column<'a>, DecodeError> {
-        if len.div_ceil(BLOCK_LEN) > r.remaining() / MIN_BLOCK_BYTES {
+        // Every block but a one-value last one takes two bytes or more.
+        if len > 0 && (len - 1) / BLOCK_LEN > r.remaining().saturating_sub(1) / MIN_BLOCK_BYTES {
             return Err(r.malformed("column longer than the bytes left"));
         }
         let blocks = r.clone();
@@ -85,7 +93,7 @@ impl<'a> Column<'a> {
         while left > 0 {
             let n = BLOCK_LEN.min(left);
             r.varint()?;
-            let width = block_width(r)?;
+            let width = block_width(r, n)?;
             r.take((n * width as usize).div_ceil(8))?;
             left -= n;
         }
@@ -119,7 +127,7 @@ impl<'a> Column<'a> {
         self.next = 0;
         self.filled = n;
         let base = unzigzag(r.varint()?);
-        let width = block_width(r)?;
+        let width = block_width(r, n)?;
         let packed = r.take((n * width as usize).div_ceil(8))?;
         if width == 0 {
             self.block[..n].fill(base);
@@ -167,7 +175,11 @@ pub(crate) fn read_column(r: &mut Reader<'_>, len: usize) -> Result<Vec<i64>, De
     (0..len).map(|_| column.take()).collect()
 }
 
-fn block_width(r: &mut Reader<'_>) -> Result<u32, DecodeError> {
+/// The width of a block of `n` values: read, unless the block holds one value (width 0).
+fn block_width(r: &mut Reader<'_>, n: usize) -> Result<u32, DecodeError> {
+    if n == 1 {
+        return Ok(0);
+    }
     let width = u32::from(r.u8()?);
     if width > 64 {
         return Err(r.malformed("column width over 64 bits"));
@@ -197,10 +209,16 @@ mod tests {
     fn columns_round_trip_every_width() {
         round_trip(&[]);
         assert_eq!(
-            round_trip(&[7; 300]).len(),
-            3 * 2,
+            round_trip(&[7; 256]).len(),
+            2 * 2,
             "equal values: two bytes per block"
         );
+        assert_eq!(
+            round_trip(&[7; 257]).len(),
+            2 * 2 + 1,
+            "a one-value block is its base"
+        );
+        assert_eq!(round_trip(&[-3]), [5]);
         round_trip(&[i64::MIN, i64::MAX, 0, -1, 1]);
         round_trip(&[u64::MAX as i64, 0]);
         for width in 1..=63 {
@@ -230,7 +248,10 @@ mod tests {
         // Base 0, width 1, values 0 and 1, a padding bit set.
         assert_eq!(refused(&[0, 1, 0b110], 2).code(), "decode.non_canonical");
         // Width 65.
-        assert_eq!(refused(&[0, 65, 0, 0], 1).code(), "decode.malformed");
+        assert_eq!(
+            refused(&[0, 65, 0, 0, 0, 0, 0, 0, 0, 0], 2).code(),
+            "decode.malformed"
+        );
         // base i64::MAX (zigzag u64::MAX − 1) plus an offset of 1 overflows.
         let mut bytes = Vec::new();
         put_varint(&mut bytes, u64::MAX - 1);
