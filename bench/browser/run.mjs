@@ -72,7 +72,7 @@ if (!selected.includes(OURS)) selected.unshift(OURS);
 /** Each library's minimal import for the size table: what an app needs to create a
  * document, write, encode and merge (the same entry points the adapters use), plus its wasm. */
 const MINIMAL_IMPORTS = [
-  { library: 'tidemark', what: "{ Replica } from 'tidemark/replica'", code: "export { Replica } from 'tidemark/replica';", wasm: 'tidemark/tidemark_wasm_bg.wasm' },
+  { library: 'tidemark', what: "{ Replica } from 'tidemark/replica'", code: "export { Replica } from 'tidemark/replica';", wasm: 'tidemark/tidemark_replica_bg.wasm' },
   { library: 'tidemark', what: "{ openStore } from 'tidemark'", code: "export { openStore } from 'tidemark';", wasm: 'tidemark/tidemark_wasm_bg.wasm' },
   { library: 'yjs', what: "{ Doc, Map, applyUpdate, encodeStateAsUpdate, encodeStateVector } from 'yjs'", code: "export { Doc, Map, applyUpdate, encodeStateAsUpdate, encodeStateVector } from 'yjs';" },
   { library: 'automerge', what: "{ initializeWasm, init, change, save, load, …sync } from '@automerge/automerge/slim'", code: "export { initializeWasm, init, change, save, load, initSyncState, generateSyncMessage, receiveSyncMessage } from '@automerge/automerge/slim';", wasm: '@automerge/automerge/dist/automerge.wasm' },
@@ -117,7 +117,7 @@ async function build() {
   }
   // The wasm files, beside the bundles: each library finds its own with
   // `new URL(…, import.meta.url)`.
-  for (const wasm of ['tidemark/tidemark_wasm_bg.wasm', 'loro-crdt/web/loro_wasm_bg.wasm', '@automerge/automerge/dist/automerge.wasm']) {
+  for (const wasm of ['tidemark/tidemark_wasm_bg.wasm', 'tidemark/tidemark_replica_bg.wasm', 'loro-crdt/web/loro_wasm_bg.wasm', '@automerge/automerge/dist/automerge.wasm']) {
     await cp(join(modules, wasm), join(dist, wasm.split('/').pop()));
   }
   await writeFile(

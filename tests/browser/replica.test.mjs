@@ -107,7 +107,7 @@ test('refusals carry a code and change nothing', async () => {
   await context.close();
 });
 
-test('a replica and a store share one page and one wasm instance', async () => {
+test('a replica and a store work side by side in one page, each on its own wasm module', async () => {
   const context = await browser.newContext();
   const page = await openPage(context, `${site.url}/page.html`);
   const result = await page.evaluate(async () => {

@@ -2,12 +2,15 @@
 // WebSocket, WebRTC, a file). The same documents, transactions and merge as the store, with
 // no IndexedDB and no sync engine: encode, send, merge — in any order, any number of times.
 
-import init, { Replica as WasmReplica } from './tidemark_wasm.js';
+// Its own wasm module (`tidemark_replica_bg.wasm`): the replica's code without the store's,
+// the sync engine's or IndexedDB's, so an app that only needs this downloads far less. A page
+// that also opens a store loads both modules; replicas and stores exchange the same bytes.
+import init, { Replica as WasmReplica } from './tidemark_replica.js';
 import { tidemarkError } from './protocol.js';
 
 // Top-level await: the module is usable as soon as its import resolves, and every method
-// below is synchronous. A second init (e.g. `openStore` in the same page) reuses this one.
-await init({ module_or_path: new URL('./tidemark_wasm_bg.wasm', import.meta.url) });
+// below is synchronous.
+await init({ module_or_path: new URL('./tidemark_replica_bg.wasm', import.meta.url) });
 
 // Kinds of writes, as wasm/src/replica.rs reads them.
 const SET = 0;

@@ -1,6 +1,7 @@
 //! Errors, and how they reach JavaScript: an `Error` whose `code` is stable and whose message
 //! says what happened.
 
+#[cfg(feature = "store")]
 use tidemark_core::sync::SyncError;
 use tidemark_core::{DecodeError, QueryError, WriteError};
 use wasm_bindgen::JsValue;
@@ -12,6 +13,7 @@ pub enum StoreError {
     #[error(transparent)]
     Write(#[from] WriteError),
     /// The sync engine refused (another space, a read-only device, …).
+    #[cfg(feature = "store")]
     #[error(transparent)]
     Sync(#[from] SyncError),
     /// A query is malformed.
@@ -55,6 +57,7 @@ impl StoreError {
         match self {
             StoreError::Server { code, .. } => code,
             StoreError::Write(e) => e.code(),
+            #[cfg(feature = "store")]
             StoreError::Sync(e) => e.code(),
             StoreError::Query(e) => e.code(),
             StoreError::Decode(e) => e.code(),
@@ -83,12 +86,14 @@ impl From<StoreError> for JsValue {
     }
 }
 
+#[cfg(feature = "store")]
 impl From<indexed_db_futures::error::Error> for StoreError {
     fn from(error: indexed_db_futures::error::Error) -> StoreError {
         StoreError::Storage(error.to_string())
     }
 }
 
+#[cfg(feature = "store")]
 impl From<indexed_db_futures::error::OpenDbError> for StoreError {
     fn from(error: indexed_db_futures::error::OpenDbError) -> StoreError {
         StoreError::Storage(error.to_string())

@@ -1,8 +1,13 @@
 //! Small bridges to JavaScript: values in and out, randomness, the clock, queries.
 
-use js_sys::{Function, Promise, Reflect};
+#[cfg(feature = "store")]
+use js_sys::Promise;
+use js_sys::{Function, Reflect};
+#[cfg(feature = "store")]
 use serde::Serialize;
-use tidemark_core::{DocumentRef, ID_FIELD};
+use tidemark_core::DocumentRef;
+#[cfg(feature = "store")]
+use tidemark_core::ID_FIELD;
 use wasm_bindgen::prelude::*;
 
 use crate::error::StoreError;
@@ -15,11 +20,13 @@ extern "C" {
     #[wasm_bindgen(js_namespace = Date, js_name = now)]
     fn date_now() -> f64;
 
+    #[cfg(feature = "store")]
     #[wasm_bindgen(js_name = setTimeout)]
     fn set_timeout_raw(callback: &Function, millis: f64) -> JsValue;
 }
 
 /// Calls `callback` after `millis` (global `setTimeout`: pages and every worker kind).
+#[cfg(feature = "store")]
 pub(crate) fn set_timeout(callback: &Function, millis: u64) {
     set_timeout_raw(callback, millis as f64);
 }
@@ -47,6 +54,7 @@ pub(crate) fn random_bytes(bytes: &mut [u8]) -> Result<(), StoreError> {
 }
 
 /// A random document id: 16 bytes as 32 lowercase hex digits.
+#[cfg(feature = "store")]
 pub(crate) fn random_id() -> Result<String, StoreError> {
     let mut bytes = [0u8; 16];
     random_bytes(&mut bytes)?;
@@ -54,12 +62,14 @@ pub(crate) fn random_id() -> Result<String, StoreError> {
 }
 
 /// A JavaScript value as JSON.
+#[cfg(feature = "store")]
 pub(crate) fn to_json(value: &JsValue, what: &str) -> Result<serde_json::Value, StoreError> {
     serde_wasm_bindgen::from_value(value.clone())
         .map_err(|e| StoreError::BadArgument(format!("{what} is not plain JSON data: {e}")))
 }
 
 /// JSON as a plain JavaScript value (objects, not `Map`s).
+#[cfg(feature = "store")]
 pub(crate) fn from_json(value: &serde_json::Value) -> JsValue {
     value
         .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
@@ -81,6 +91,7 @@ pub(crate) fn document_json(doc: &DocumentRef<'_>) -> serde_json::Value {
 
 /// A query from JavaScript: `{ where, orderBy, limit, offset, includeDeleted }` on
 /// `collection`, where `id` names the document id (the core's `_id`).
+#[cfg(feature = "store")]
 pub(crate) fn query_json(
     collection: &str,
     query: &JsValue,
@@ -121,18 +132,21 @@ pub(crate) fn query_json(
 }
 
 /// A promise and the functions that settle it.
+#[cfg(feature = "store")]
 pub(crate) struct Pending {
     pub(crate) promise: Promise,
     pub(crate) resolve: Function,
     pub(crate) reject: Function,
 }
 
+#[cfg(feature = "store")]
 impl std::fmt::Debug for Pending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Pending")
     }
 }
 
+#[cfg(feature = "store")]
 impl Pending {
     pub(crate) fn new() -> Pending {
         let mut settle = None;

@@ -9,10 +9,8 @@
 //!
 //! [`Replica`]: tidemark_core::Replica
 
-use serde::Deserialize;
-use tidemark_core::{
-    DEVICE_ID_BYTES, DeviceId, DeviceKey, Hlc, Stamp, State, Value, VersionVector,
-};
+use curve25519_dalek::EdwardsPoint;
+use tidemark_core::{DEVICE_ID_BYTES, DeviceId, Hlc, Stamp, State, Value, VersionVector};
 use wasm_bindgen::prelude::*;
 
 use crate::error::StoreError;
@@ -38,8 +36,49 @@ pub struct Replica {
 
 /// One write of a transaction, as `replica.js` sends it: `[kind, collection, id, field,
 /// value]`, with `null` where a kind takes no field or value.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 struct Op(u8, String, String, Option<String>, serde_json::Value);
+
+impl Op {
+    /// The writes of a transaction from their JSON text. Taken apart by hand rather than
+    /// with `#[derive(Deserialize)]`: the derived code, and the error messages it formats
+    /// (floats included), were a large share of this module's wasm.
+    fn parse_all(text: &str) -> Result<Vec<Op>, StoreError> {
+        let bad = |what: &str| {
+            StoreError::BadArgument(format!("a transaction is a list of writes: {what}"))
+        };
+        let json: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| bad(&e.to_string()))?;
+        let serde_json::Value::Array(ops) = json else {
+            return Err(bad("not a list"));
+        };
+        ops.into_iter()
+            .map(|op| {
+                let serde_json::Value::Array(parts) = op else {
+                    return Err(bad("a write is not a list"));
+                };
+                let Ok([kind, collection, id, field, value]) = <[_; 5]>::try_from(parts) else {
+                    return Err(bad("a write is not a list of 5 items"));
+                };
+                let kind = kind
+                    .as_u64()
+                    .and_then(|k| u8::try_from(k).ok())
+                    .ok_or_else(|| bad("a write's kind is not a small integer"))?;
+                let (serde_json::Value::String(collection), serde_json::Value::String(id)) =
+                    (collection, id)
+                else {
+                    return Err(bad("a collection or a document id is not a string"));
+                };
+                let field = match field {
+                    serde_json::Value::Null => None,
+                    serde_json::Value::String(field) => Some(field),
+                    _ => return Err(bad("a field name is not a string")),
+                };
+                Ok(Op(kind, collection, id, field, value))
+            })
+            .collect()
+    }
+}
 
 /// Kinds of [`Op`]; `replica.js` uses the same numbers.
 const OP_SET: u8 = 0;
@@ -80,9 +119,7 @@ impl Replica {
     /// One JSON text per transaction, rather than one call per write, because crossing into
     /// wasm costs about as much as a write itself; `JSON.parse` on this side is cheap.
     pub fn write(&mut self, ops: &str) -> JsResult<()> {
-        let ops: Vec<Op> = serde_json::from_str(ops).map_err(|e| {
-            StoreError::BadArgument(format!("a transaction is a list of writes: {e}"))
-        })?;
+        let ops = Op::parse_all(ops)?;
         // Shapes are checked before anything is written, so the transaction below fails
         // only for what the core refuses (names, sizes, missing documents).
         for Op(kind, _, _, field, value) in &ops {
@@ -132,9 +169,18 @@ impl Replica {
 
     /// The live document `id` of `collection` as a plain object `{ id, ...fields }`, or
     /// `undefined`.
+    ///
+    /// Through JSON text and `JSON.parse`, like [`Replica::to_json_text`]: integers beyond
+    /// 2^53 become the nearest number, as `toJSON()` gives them, and this module needs no
+    /// second way of building JavaScript values.
     pub fn get(&self, collection: &str, id: &str) -> JsValue {
         match self.inner.get(collection, id) {
-            Some(doc) => js::from_json(&js::document_json(&doc)),
+            Some(doc) => {
+                let mut text = Vec::new();
+                write_json(&mut text, &js::document_json(&doc));
+                let text = String::from_utf8(text).expect("serde_json writes UTF-8");
+                js_sys::JSON::parse(&text).expect("JSON.parse reads what serde_json writes")
+            }
             None => JsValue::UNDEFINED,
         }
     }
@@ -210,11 +256,14 @@ fn device_id(device: Option<String>) -> Result<DeviceId, StoreError> {
             .parse()
             .map_err(|e| StoreError::BadArgument(format!("{e}"))),
         None => {
-            // A real key's public half, so the id looks like every other device's; the key
-            // itself is dropped: an in-memory replica signs nothing.
-            let mut seed = [0u8; 32];
-            js::random_bytes(&mut seed)?;
-            Ok(DeviceKey::from_seed(seed).device_id())
+            // A public key like every other device's: the base point times a clamped random
+            // scalar, as Ed25519 makes a public key from the first half of its hashed seed. An
+            // in-memory replica signs nothing, so there is no seed to hash and keep: leaving
+            // out `DeviceKey` leaves SHA-512 out of this module's wasm.
+            let mut scalar = [0u8; 32];
+            js::random_bytes(&mut scalar)?;
+            let point = EdwardsPoint::mul_base_clamped(scalar);
+            Ok(DeviceId::from_bytes(point.compress().to_bytes()))
         }
     }
 }

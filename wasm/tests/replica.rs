@@ -108,6 +108,22 @@ fn a_refused_write_leaves_the_whole_transaction_out() {
     assert!(replica.get("docs", "d1").is_undefined());
     let error = replica.write(r#"[[9,"docs","d1",null,null]]"#).unwrap_err();
     assert_eq!(code_of(&error), "store.bad_argument");
+    // Malformed transactions, as only a caller other than `replica.js` could send them.
+    for ops in [
+        "not json",
+        r#"{"0":1}"#,
+        r#"[[0,"docs","d1","f"]]"#,
+        r#"[[0,"docs","d1","f",1,2]]"#,
+        r#"[[1.5,"docs","d1",null,{}]]"#,
+        r#"[[256,"docs","d1",null,{}]]"#,
+        r#"[[0,7,"d1","f",1]]"#,
+        r#"[[0,"docs","d1",7,1]]"#,
+        r#"[[0,"docs","d1","f",1],5]"#,
+    ] {
+        let error = replica.write(ops).unwrap_err();
+        assert_eq!(code_of(&error), "store.bad_argument", "{ops}");
+    }
+    assert!(replica.get("docs", "d1").is_undefined());
 }
 
 #[wasm_bindgen_test]
@@ -117,4 +133,19 @@ fn a_given_device_id_is_kept_and_a_bad_one_refused() {
     assert_eq!(replica.device(), device);
     let error = Replica::new(Some("xyz".into())).unwrap_err();
     assert_eq!(code_of(&error), "store.bad_argument");
+}
+
+#[wasm_bindgen_test]
+fn a_fresh_device_id_is_a_public_key_of_its_own() {
+    let first = Replica::new(None).unwrap().device();
+    let second = Replica::new(None).unwrap().device();
+    assert_ne!(first, second);
+    for device in [first, second] {
+        let id: tidemark_core::DeviceId = device.parse().expect("64 hex digits");
+        // Like an Ed25519 public key: a point of the prime-order subgroup, not of small order.
+        let point = curve25519_dalek::edwards::CompressedEdwardsY(*id.as_bytes())
+            .decompress()
+            .expect("a point of the curve");
+        assert!(point.is_torsion_free() && !point.is_small_order());
+    }
 }

@@ -121,6 +121,26 @@ fn test() -> TaskResult {
             ]),
         )?;
     }
+    // The npm package builds `tidemark-wasm` once per feature (`wasm::npm_package`): each
+    // alone must build without warnings too.
+    for feature in ["store", "replica"] {
+        step(
+            &format!("clippy ({WASM_TARGET}: tidemark-wasm, feature {feature} alone)"),
+            cargo(&[
+                "clippy",
+                "--package",
+                "tidemark-wasm",
+                "--target",
+                WASM_TARGET,
+                "--no-default-features",
+                "--features",
+                feature,
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        )?;
+    }
     let mut tests = cargo(&["test", "--workspace"]);
     tests.env("TIDEMARK_S3S_FS_BIN", &s3s_fs);
     // `cargo test --workspace` builds the server and `tidemark` binaries (their packages have

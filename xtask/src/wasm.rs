@@ -151,9 +151,29 @@ fn install_package(dir: &Path, tarball: &Path) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-/// The npm package's name and the bindings' module name.
+/// The npm package's name.
 const PACKAGE: &str = "tidemark";
-const BINDINGS: &str = "tidemark_wasm";
+/// The package's two wasm modules, each built from `tidemark-wasm` with one feature: the
+/// store (`openStore`, `tidemark/sw`) and the in-memory replica (`tidemark/replica`), so that
+/// an app using only the replica downloads none of the store's, sync's or IndexedDB's code.
+const MODULES: &[WasmModule] = &[
+    WasmModule {
+        feature: "store",
+        bindings: "tidemark_wasm",
+    },
+    WasmModule {
+        feature: "replica",
+        bindings: "tidemark_replica",
+    },
+];
+
+/// One wasm module of the package: the crate feature it is built with and the name of its
+/// bindings (`<bindings>.js` and `<bindings>_bg.wasm`).
+struct WasmModule {
+    feature: &'static str,
+    bindings: &'static str,
+}
+
 /// The hand-written JavaScript and types, copied beside the bindings.
 const JS_FILES: &[&str] = &[
     "package.json",
@@ -173,52 +193,12 @@ const JS_FILES: &[&str] = &[
 /// returns the tarball's path.
 pub(crate) fn npm_package() -> Result<PathBuf, String> {
     ensure_npm()?;
-    step(
-        "release build of tidemark-wasm",
-        cargo(&[
-            "build",
-            "--package",
-            "tidemark-wasm",
-            "--target",
-            WASM_TARGET,
-            "--profile",
-            "wasm-release",
-        ]),
-    )?;
-    let wasm = target_dir().join(format!("{WASM_TARGET}/wasm-release/{BINDINGS}.wasm"));
     let out = target_dir().join("npm").join(PACKAGE);
     if out.exists() {
         fs::remove_dir_all(&out).map_err(|e| format!("cannot clear {}: {e}", out.display()))?;
     }
-    let started = Instant::now();
-    let out_arg = out.to_string_lossy().into_owned();
-    let wasm_arg = wasm.to_string_lossy().into_owned();
-    println!("\n==> bindings: wasm-bindgen --target web --out-dir {out_arg} {wasm_arg}");
-    let mut bindgen_args = vec![
-        "wasm-bindgen",
-        "--target",
-        "web",
-        "--out-dir",
-        &out_arg,
-        "--out-name",
-        BINDINGS,
-        "--remove-producers-section",
-    ];
-    // Function names are for debugging, not for shipping; `TIDEMARK_WASM_NAMES=1` keeps them
-    // so that browser profiles name the Rust functions.
-    if env::var_os("TIDEMARK_WASM_NAMES").is_none() {
-        bindgen_args.push("--remove-name-section");
-    }
-    bindgen_args.push(&wasm_arg);
-    wasm_bindgen_cli::wasm_bindgen::run_cli_with_args(bindgen_args)
-        .map_err(|e| format!("wasm-bindgen: {e:#}"))?;
-    println!("==> bindings: ok in {:.1?}", started.elapsed());
-    // The generated types describe the raw bindings; the package ships its own.
-    for generated in [
-        format!("{BINDINGS}.d.ts"),
-        format!("{BINDINGS}_bg.wasm.d.ts"),
-    ] {
-        let _ = fs::remove_file(out.join(generated));
+    for module in MODULES {
+        build_module(module, &out)?;
     }
     let js = workspace_root().join("wasm/js");
     for file in JS_FILES {
@@ -234,6 +214,72 @@ pub(crate) fn npm_package() -> Result<PathBuf, String> {
     print_sizes(&out)?;
     println!("npm package: {}", tarball.display());
     Ok(tarball)
+}
+
+/// Flags for the package's wasm builds: `sha2`'s compact code instead of its unrolled rounds,
+/// about 5 KB less gzipped for hashing about a third slower, which a browser never notices
+/// (SHA-512 runs over a pack once per signature; SHA-256 only stamps preloaded data).
+/// Cargo ignores them if `RUSTFLAGS` is set.
+const WASM_RUSTFLAGS: &str = r#"--cfg sha2_backend_soft="compact""#;
+
+/// Builds one wasm module (release, its feature alone) and its bindings into `out`.
+fn build_module(module: &WasmModule, out: &Path) -> TaskResult {
+    let mut build = cargo(&[
+        "build",
+        "--package",
+        "tidemark-wasm",
+        "--target",
+        WASM_TARGET,
+        "--profile",
+        "wasm-release",
+        "--no-default-features",
+        "--features",
+        module.feature,
+    ]);
+    build.env(
+        "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS",
+        WASM_RUSTFLAGS,
+    );
+    step(
+        &format!("release build of tidemark-wasm ({})", module.feature),
+        build,
+    )?;
+    // Both builds write the same file: its bindings are made before the next build.
+    let wasm = target_dir().join(format!("{WASM_TARGET}/wasm-release/tidemark_wasm.wasm"));
+    let started = Instant::now();
+    let out_arg = out.to_string_lossy().into_owned();
+    let wasm_arg = wasm.to_string_lossy().into_owned();
+    println!(
+        "\n==> bindings: wasm-bindgen --target web --out-dir {out_arg} --out-name {} {wasm_arg}",
+        module.bindings
+    );
+    let mut bindgen_args = vec![
+        "wasm-bindgen",
+        "--target",
+        "web",
+        "--out-dir",
+        &out_arg,
+        "--out-name",
+        module.bindings,
+        "--remove-producers-section",
+    ];
+    // Function names are for debugging, not for shipping; `TIDEMARK_WASM_NAMES=1` keeps them
+    // so that browser profiles name the Rust functions.
+    if env::var_os("TIDEMARK_WASM_NAMES").is_none() {
+        bindgen_args.push("--remove-name-section");
+    }
+    bindgen_args.push(&wasm_arg);
+    wasm_bindgen_cli::wasm_bindgen::run_cli_with_args(bindgen_args)
+        .map_err(|e| format!("wasm-bindgen: {e:#}"))?;
+    println!("==> bindings: ok in {:.1?}", started.elapsed());
+    // The generated types describe the raw bindings; the package ships its own.
+    for generated in [
+        format!("{}.d.ts", module.bindings),
+        format!("{}_bg.wasm.d.ts", module.bindings),
+    ] {
+        let _ = fs::remove_file(out.join(generated));
+    }
+    Ok(())
 }
 
 /// Fails with a clear message when Node.js and npm are missing (the browser tests and the
@@ -265,18 +311,23 @@ fn package_version(manifest: &Path) -> Result<String, String> {
 fn print_sizes(dir: &Path) -> TaskResult {
     println!("\n{:<24} {:>10} {:>10}", "file", "bytes", "gzipped");
     let mut total = (0, 0);
-    for file in [format!("{BINDINGS}_bg.wasm"), format!("{BINDINGS}.js")]
+    let bindings = MODULES
         .iter()
-        .map(String::as_str)
-        .chain([
-            "index.js",
-            "store.js",
-            "protocol.js",
-            "attachments.js",
-            "sw.js",
-            "replica.js",
-        ])
-    {
+        .flat_map(|m| {
+            [
+                format!("{}_bg.wasm", m.bindings),
+                format!("{}.js", m.bindings),
+            ]
+        })
+        .collect::<Vec<_>>();
+    for file in bindings.iter().map(String::as_str).chain([
+        "index.js",
+        "store.js",
+        "protocol.js",
+        "attachments.js",
+        "sw.js",
+        "replica.js",
+    ]) {
         let bytes = fs::read(dir.join(file)).map_err(|e| format!("cannot read {file}: {e}"))?;
         let mut gz = GzEncoder::new(Vec::new(), Compression::best());
         gz.write_all(&bytes).map_err(|e| e.to_string())?;
