@@ -23,12 +23,15 @@ const INCREMENT = 4;
 export class Transaction {
   /** @internal */
   constructor() {
+    // Five slots a write: kind, collection, id, field, value. Encoded only when the
+    // transaction ends, so values are taken as they are then (as JSON.stringify always took
+    // them).
     this.ops = [];
   }
 
   /** Sets one field; `null` removes it. */
   set(collection, id, field, value) {
-    this.ops.push([SET, collection, id, field, checkValue(value)]);
+    this.ops.push(SET, collection, id, field, checkValue(value));
     return this;
   }
 
@@ -42,19 +45,19 @@ export class Transaction {
     if (typeof id !== 'string') {
       throw tidemarkError({ code: 'store.bad_argument', message: `a document's id is a string, not ${typeof id}` });
     }
-    this.ops.push([UPSERT, collection, id, null, fields]);
+    this.ops.push(UPSERT, collection, id, null, fields);
     return id;
   }
 
   /** Soft-deletes a document. */
   delete(collection, id) {
-    this.ops.push([DELETE, collection, id, null, null]);
+    this.ops.push(DELETE, collection, id, null, null);
     return this;
   }
 
   /** Restores a soft-deleted document with the fields it had. */
   restore(collection, id) {
-    this.ops.push([RESTORE, collection, id, null, null]);
+    this.ops.push(RESTORE, collection, id, null, null);
     return this;
   }
 
@@ -63,8 +66,125 @@ export class Transaction {
     if (!Number.isSafeInteger(by)) {
       throw tidemarkError({ code: 'store.bad_argument', message: `increment by an integer, not ${by}` });
     }
-    this.ops.push([INCREMENT, collection, id, field, by]);
+    this.ops.push(INCREMENT, collection, id, field, by);
     return this;
+  }
+}
+
+// The compact form of a transaction (`Replica::write_compact` in wasm/src/replica.rs): six
+// numbers a write, names and strings in one text, other values as JSON. Names, integers,
+// strings, booleans and null travel without JSON, whose building and parsing were most of a
+// write's cost.
+const NUMBERS_PER_WRITE = 6;
+/** In place of a name's length: the previous write's name in the same place. */
+const NAME_SAME = -1;
+/** In place of a field name's length: none. */
+const NAME_NONE = -2;
+const VALUE_NULL = 0;
+const VALUE_FALSE = 1;
+const VALUE_TRUE = 2;
+const VALUE_INT = 3;
+const VALUE_STRING = 4;
+const VALUE_JSON = 5;
+
+/** Whether `text` has no lone surrogates (which TextEncoder would silently replace). */
+const isWellFormed = String.prototype.isWellFormed
+  ? (text) => text.isWellFormed()
+  : (text) => !/\p{Surrogate}/u.test(text);
+
+/**
+ * `ops` (a transaction's slots) as `Replica::write_compact` takes them: `[text, numbers,
+ * json]`, or `null` when an argument is not for the compact form (a name that is not a
+ * string; text with lone surrogates). The JSON form carries those, and refuses or takes them
+ * exactly as before.
+ */
+function encodeCompact(ops) {
+  // A fresh array each time (zeros where a value has no number): `toJSON` of a value, run
+  // by JSON.stringify below, may itself write to a replica.
+  const numbers = new Float64Array((ops.length / 5) * NUMBERS_PER_WRITE);
+  let text = '';
+  let json = null;
+  let collection = null;
+  let id = null;
+  let field = null;
+  for (let i = 0, n = 0; i < ops.length; i += 5, n += NUMBERS_PER_WRITE) {
+    numbers[n] = ops[i];
+    const c = ops[i + 1];
+    if (typeof c !== 'string') return null;
+    if (c === collection) {
+      numbers[n + 1] = NAME_SAME;
+    } else {
+      text += c;
+      numbers[n + 1] = c.length;
+      collection = c;
+    }
+    const d = ops[i + 2];
+    if (typeof d !== 'string') return null;
+    if (d === id) {
+      numbers[n + 2] = NAME_SAME;
+    } else {
+      text += d;
+      numbers[n + 2] = d.length;
+      id = d;
+    }
+    const f = ops[i + 3];
+    if (f === null) {
+      numbers[n + 3] = NAME_NONE;
+    } else if (typeof f !== 'string') {
+      return null;
+    } else if (f === field) {
+      numbers[n + 3] = NAME_SAME;
+    } else {
+      text += f;
+      numbers[n + 3] = f.length;
+      field = f;
+    }
+    const value = ops[i + 4];
+    switch (typeof value) {
+      case 'number':
+        // Other numbers as JSON, which reads them exactly as before (floats, and integers
+        // beyond 2^53 as JSON.stringify writes them).
+        if (Number.isSafeInteger(value)) {
+          numbers[n + 4] = VALUE_INT;
+          numbers[n + 5] = value;
+          continue;
+        }
+        break;
+      case 'string':
+        text += value;
+        numbers[n + 4] = VALUE_STRING;
+        numbers[n + 5] = value.length;
+        continue;
+      case 'boolean':
+        numbers[n + 4] = value ? VALUE_TRUE : VALUE_FALSE;
+        continue;
+      default:
+        if (value === null) {
+          numbers[n + 4] = VALUE_NULL;
+          continue;
+        }
+    }
+    (json ??= []).push(value);
+    numbers[n + 4] = VALUE_JSON;
+  }
+  if (!isWellFormed(text)) return null;
+  // A list inside a list: values as deeply nested as in the JSON form, so serde_json's depth
+  // limit refuses the same ones.
+  return [text, numbers, json && stringify([json])];
+}
+
+/** `ops` in the JSON form `Replica::write` takes: `[[kind, collection, id, field, value], …]`. */
+function encodeJson(ops) {
+  const writes = [];
+  for (let i = 0; i < ops.length; i += 5) writes.push(ops.slice(i, i + 5));
+  return stringify(writes);
+}
+
+function stringify(value) {
+  try {
+    return JSON.stringify(value);
+  } catch (error) {
+    throw tidemarkError({ code: 'store.bad_argument', message: `values are JSON data: ${error.message}` });
   }
 }
 
@@ -105,13 +225,9 @@ export class Replica {
     const tx = new Transaction();
     const result = fn(tx);
     if (tx.ops.length > 0) {
-      let text;
-      try {
-        text = JSON.stringify(tx.ops);
-      } catch (error) {
-        throw tidemarkError({ code: 'store.bad_argument', message: `values are JSON data: ${error.message}` });
-      }
-      this.#wasm.write(text);
+      const compact = encodeCompact(tx.ops);
+      if (compact) this.#wasm.writeCompact(...compact);
+      else this.#wasm.write(encodeJson(tx.ops));
     }
     return result;
   }

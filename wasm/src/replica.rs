@@ -10,7 +10,9 @@
 //! [`Replica`]: tidemark_core::Replica
 
 use curve25519_dalek::EdwardsPoint;
-use tidemark_core::{DEVICE_ID_BYTES, DeviceId, Hlc, Stamp, State, Value, VersionVector};
+use tidemark_core::{
+    DEVICE_ID_BYTES, DeviceId, Hlc, Stamp, State, Value, VersionVector, WriteError, Writer,
+};
 use wasm_bindgen::prelude::*;
 
 use crate::error::StoreError;
@@ -34,58 +36,289 @@ pub struct Replica {
     inner: tidemark_core::Replica,
 }
 
-/// One write of a transaction, as `replica.js` sends it: `[kind, collection, id, field,
-/// value]`, with `null` where a kind takes no field or value.
-#[derive(Debug)]
-struct Op(u8, String, String, Option<String>, serde_json::Value);
-
-impl Op {
-    /// The writes of a transaction from their JSON text. Taken apart by hand rather than
-    /// with `#[derive(Deserialize)]`: the derived code, and the error messages it formats
-    /// (floats included), were a large share of this module's wasm.
-    fn parse_all(text: &str) -> Result<Vec<Op>, StoreError> {
-        let bad = |what: &str| {
-            StoreError::BadArgument(format!("a transaction is a list of writes: {what}"))
-        };
-        let json: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| bad(&e.to_string()))?;
-        let serde_json::Value::Array(ops) = json else {
-            return Err(bad("not a list"));
-        };
-        ops.into_iter()
-            .map(|op| {
-                let serde_json::Value::Array(parts) = op else {
-                    return Err(bad("a write is not a list"));
-                };
-                let Ok([kind, collection, id, field, value]) = <[_; 5]>::try_from(parts) else {
-                    return Err(bad("a write is not a list of 5 items"));
-                };
-                let kind = kind
-                    .as_u64()
-                    .and_then(|k| u8::try_from(k).ok())
-                    .ok_or_else(|| bad("a write's kind is not a small integer"))?;
-                let (serde_json::Value::String(collection), serde_json::Value::String(id)) =
-                    (collection, id)
-                else {
-                    return Err(bad("a collection or a document id is not a string"));
-                };
-                let field = match field {
-                    serde_json::Value::Null => None,
-                    serde_json::Value::String(field) => Some(field),
-                    _ => return Err(bad("a field name is not a string")),
-                };
-                Ok(Op(kind, collection, id, field, value))
-            })
-            .collect()
-    }
-}
-
-/// Kinds of [`Op`]; `replica.js` uses the same numbers.
+/// Kinds of writes; `replica.js` uses the same numbers.
 const OP_SET: u8 = 0;
 const OP_UPSERT: u8 = 1;
 const OP_DELETE: u8 = 2;
 const OP_RESTORE: u8 = 3;
 const OP_INCREMENT: u8 = 4;
+
+/// Numbers per write in the compact form ([`decode_compact`]).
+const NUMBERS_PER_WRITE: usize = 6;
+/// In place of a name's length: the previous write's name in the same place.
+const NAME_SAME: f64 = -1.0;
+/// In place of a field name's length: the write has no field.
+const NAME_NONE: f64 = -2.0;
+/// How the compact form sends a value; `replica.js` uses the same numbers.
+const VALUE_NULL: u8 = 0;
+const VALUE_FALSE: u8 = 1;
+const VALUE_TRUE: u8 = 2;
+/// An integer, the write's last number.
+const VALUE_INT: u8 = 3;
+/// A string, in the text; the write's last number is its length.
+const VALUE_STRING: u8 = 4;
+/// The next value of the transaction's JSON list.
+const VALUE_JSON: u8 = 5;
+
+/// One write of a transaction, decoded. Names borrow from what JavaScript sent.
+#[derive(Debug)]
+enum Write<'a> {
+    Set(&'a str, &'a str, &'a str, Value),
+    Upsert(&'a str, &'a str, serde_json::Map<String, serde_json::Value>),
+    Delete(&'a str, &'a str),
+    Restore(&'a str, &'a str),
+    Increment(&'a str, &'a str, &'a str, i64),
+}
+
+impl<'a> Write<'a> {
+    /// A write from its kind and parts; a kind that takes other parts (or an unknown kind)
+    /// is refused, before anything is written.
+    fn new(
+        kind: u8,
+        collection: &'a str,
+        id: &'a str,
+        field: Option<&'a str>,
+        value: SentValue,
+    ) -> Result<Write<'a>, StoreError> {
+        Ok(match (kind, field, value) {
+            (OP_SET, Some(field), value) => Write::Set(collection, id, field, value.into()),
+            (OP_UPSERT, _, SentValue::Json(serde_json::Value::Object(fields))) => {
+                Write::Upsert(collection, id, fields)
+            }
+            (OP_DELETE, ..) => Write::Delete(collection, id),
+            (OP_RESTORE, ..) => Write::Restore(collection, id),
+            (OP_INCREMENT, Some(field), SentValue::Int(by)) => {
+                Write::Increment(collection, id, field, by)
+            }
+            _ => {
+                return Err(StoreError::BadArgument(format!(
+                    "a malformed write of kind {kind} in a transaction"
+                )));
+            }
+        })
+    }
+
+    fn apply(self, w: &mut Writer<'_>) -> Result<(), WriteError> {
+        match self {
+            Write::Set(collection, id, field, value) => w.set(collection, id, field, value),
+            // A document with no fields still exists: `restore` marks it.
+            Write::Upsert(collection, id, fields) if fields.is_empty() => w.restore(collection, id),
+            Write::Upsert(collection, id, fields) => w.upsert(
+                collection,
+                id,
+                fields.into_iter().map(|(k, v)| (k, Value::from(v))),
+            ),
+            Write::Delete(collection, id) => w.delete(collection, id),
+            Write::Restore(collection, id) => w.restore(collection, id),
+            Write::Increment(collection, id, field, by) => w.increment(collection, id, field, by),
+        }
+    }
+}
+
+/// A write's value as it arrived: an integer, a value made without JSON, or JSON.
+#[derive(Debug)]
+enum SentValue {
+    Int(i64),
+    Plain(Value),
+    Json(serde_json::Value),
+}
+
+impl From<SentValue> for Value {
+    fn from(value: SentValue) -> Value {
+        match value {
+            SentValue::Int(i) => Value::Int(i),
+            SentValue::Plain(value) => value,
+            SentValue::Json(json) => Value::from(json),
+        }
+    }
+}
+
+/// A write in the JSON form: `[kind, collection, id, field, value]`.
+type JsonWrite = (u8, String, String, Option<String>, SentValue);
+
+/// The writes of a transaction from their JSON text: a list of `[kind, collection, id,
+/// field, value]` lists, with `null` where a kind takes no field or value. `replica.js` sends
+/// this form only for arguments the compact form does not carry (see [`decode_compact`]).
+///
+/// Taken apart by hand rather than with `#[derive(Deserialize)]`: the derived code, and the
+/// error messages it formats (floats included), were a large share of this module's wasm.
+fn parse_json_writes(text: &str) -> Result<Vec<JsonWrite>, StoreError> {
+    let bad =
+        |what: &str| StoreError::BadArgument(format!("a transaction is a list of writes: {what}"));
+    let json: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(&e.to_string()))?;
+    let serde_json::Value::Array(ops) = json else {
+        return Err(bad("not a list"));
+    };
+    ops.into_iter()
+        .map(|op| {
+            let serde_json::Value::Array(parts) = op else {
+                return Err(bad("a write is not a list"));
+            };
+            let Ok([kind, collection, id, field, value]) = <[_; 5]>::try_from(parts) else {
+                return Err(bad("a write is not a list of 5 items"));
+            };
+            let kind = kind
+                .as_u64()
+                .and_then(|k| u8::try_from(k).ok())
+                .ok_or_else(|| bad("a write's kind is not a small integer"))?;
+            let (serde_json::Value::String(collection), serde_json::Value::String(id)) =
+                (collection, id)
+            else {
+                return Err(bad("a collection or a document id is not a string"));
+            };
+            let field = match field {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(field) => Some(field),
+                _ => return Err(bad("a field name is not a string")),
+            };
+            let value = match value.as_i64() {
+                Some(i) => SentValue::Int(i),
+                None => SentValue::Json(value),
+            };
+            Ok((kind, collection, id, field, value))
+        })
+        .collect()
+}
+
+/// The writes of a transaction in the compact form `replica.js` sends: no JSON for names,
+/// integers, strings, booleans or null, and names repeated from the previous write sent once.
+///
+/// - `numbers`: six per write: its kind; the lengths of its collection, document id and field
+///   in `text` (or [`NAME_SAME`], [`NAME_NONE`]); how its value is sent (`VALUE_*`); and the
+///   value's number (an integer, or a string's length in `text`; otherwise 0).
+/// - `text`: the names and string values, one after another in the order of `numbers`.
+///   Lengths count UTF-16 units, as JavaScript's `length` does.
+/// - `json`: the other values, in order, as the JSON text of a list inside a list (nested as
+///   deep as in the JSON form, so that the same values pass serde_json's depth limit).
+fn decode_compact<'a>(
+    text: &'a str,
+    numbers: &[f64],
+    json: Option<&str>,
+) -> Result<Vec<Write<'a>>, StoreError> {
+    let bad = |what: &str| StoreError::BadArgument(format!("a malformed transaction: {what}"));
+    let mut json_values = match json {
+        None => Vec::new(),
+        Some(json) => {
+            let json: serde_json::Value = serde_json::from_str(json)
+                .map_err(|e| bad(&format!("values are JSON data: {e}")))?;
+            let serde_json::Value::Array(outer) = json else {
+                return Err(bad("the JSON values are not a list"));
+            };
+            let Ok([serde_json::Value::Array(values)]) = <[_; 1]>::try_from(outer) else {
+                return Err(bad("the JSON values are not a list inside a list"));
+            };
+            values
+        }
+    }
+    .into_iter();
+    if !numbers.len().is_multiple_of(NUMBERS_PER_WRITE) {
+        return Err(bad("numbers left over"));
+    }
+    let mut text = Text::new(text);
+    let mut previous: [Option<&str>; 3] = [None; 3];
+    let mut writes = Vec::with_capacity(numbers.len() / NUMBERS_PER_WRITE);
+    for write in numbers.chunks_exact(NUMBERS_PER_WRITE) {
+        let &[kind, collection, id, field, how, number] = write else {
+            unreachable!("chunks of NUMBERS_PER_WRITE");
+        };
+        let mut name = |slot: usize, length: f64| -> Result<Option<&'a str>, StoreError> {
+            if length == NAME_NONE {
+                return Ok(None);
+            }
+            let name = if length == NAME_SAME {
+                previous[slot].ok_or_else(|| bad("no previous name to repeat"))?
+            } else {
+                text.take(length).ok_or_else(|| bad("a name's length"))?
+            };
+            previous[slot] = Some(name);
+            Ok(Some(name))
+        };
+        let collection = name(0, collection)?.ok_or_else(|| bad("no collection"))?;
+        let id = name(1, id)?.ok_or_else(|| bad("no document id"))?;
+        let field = name(2, field)?;
+        let value = match small(how).ok_or_else(|| bad("a value's kind"))? {
+            VALUE_NULL => SentValue::Plain(Value::Null),
+            VALUE_FALSE => SentValue::Plain(Value::Bool(false)),
+            VALUE_TRUE => SentValue::Plain(Value::Bool(true)),
+            // JavaScript sends only safe integers this way; `as` would saturate others.
+            VALUE_INT if number.fract() == 0.0 && number.abs() <= MAX_SAFE_INTEGER => {
+                SentValue::Int(number as i64)
+            }
+            VALUE_STRING => SentValue::Plain(Value::from(
+                text.take(number).ok_or_else(|| bad("a string's length"))?,
+            )),
+            VALUE_JSON => SentValue::Json(
+                json_values
+                    .next()
+                    .ok_or_else(|| bad("too few JSON values"))?,
+            ),
+            _ => return Err(bad("a value's kind")),
+        };
+        let kind = small(kind).ok_or_else(|| bad("a write's kind"))?;
+        writes.push(Write::new(kind, collection, id, field, value)?);
+    }
+    if !text.rest.is_empty() || json_values.next().is_some() {
+        return Err(bad("text or values left over"));
+    }
+    Ok(writes)
+}
+
+/// 2^53 - 1: the largest integer JavaScript's numbers hold exactly.
+const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+
+/// `n` if it is an integer from 0 to `u32::MAX`.
+fn index(n: f64) -> Option<usize> {
+    // `as` saturates (and takes NaN to 0): only an integer in range converts back to itself.
+    let i = n as u32;
+    (f64::from(i) == n).then_some(i as usize)
+}
+
+/// `n` if it is an integer from 0 to 255.
+fn small(n: f64) -> Option<u8> {
+    index(n).and_then(|n| u8::try_from(n).ok())
+}
+
+/// The compact form's text, taken from the front a name or string at a time.
+struct Text<'a> {
+    rest: &'a str,
+    /// Whether the text is ASCII, where a UTF-16 unit is a byte (almost always: names are).
+    ascii: bool,
+}
+
+impl<'a> Text<'a> {
+    fn new(text: &'a str) -> Text<'a> {
+        Text {
+            rest: text,
+            ascii: text.is_ascii(),
+        }
+    }
+
+    /// The next `units` UTF-16 units of the text.
+    fn take(&mut self, units: f64) -> Option<&'a str> {
+        let units = index(units)?;
+        let bytes = if self.ascii {
+            units
+        } else {
+            utf8_length(self.rest, units)?
+        };
+        let (taken, rest) = self.rest.split_at_checked(bytes)?;
+        self.rest = rest;
+        Some(taken)
+    }
+}
+
+/// The length in bytes of the first `units` UTF-16 units of `text`, unless that cuts a
+/// character (or the text is shorter).
+fn utf8_length(text: &str, units: usize) -> Option<usize> {
+    let mut left = units;
+    for (at, c) in text.char_indices() {
+        if left == 0 {
+            return Some(at);
+        }
+        left = left.checked_sub(c.len_utf16())?;
+    }
+    (left == 0).then_some(text.len())
+}
 
 #[wasm_bindgen]
 impl Replica {
@@ -113,58 +346,38 @@ impl Replica {
         self.inner.device().to_string()
     }
 
-    /// Runs one transaction: `ops` is the JSON text of `[kind, collection, id, field, value]`
-    /// arrays (`replica.js` builds it). Nothing is applied if any write is refused.
+    /// Runs one transaction sent in the compact form `replica.js` builds (described at
+    /// `decode_compact`). Nothing is applied if any write is refused.
     ///
-    /// One JSON text per transaction, rather than one call per write, because crossing into
-    /// wasm costs about as much as a write itself; `JSON.parse` on this side is cheap.
+    /// One call per transaction, rather than one per write, because crossing into wasm costs
+    /// about as much as a write itself; and no JSON for names and plain values, because
+    /// parsing it cost more than the boundary.
+    #[wasm_bindgen(js_name = writeCompact)]
+    pub fn write_compact(
+        &mut self,
+        text: &str,
+        numbers: &[f64],
+        json: Option<String>,
+    ) -> JsResult<()> {
+        let writes = decode_compact(text, numbers, json.as_deref())?;
+        self.apply(writes)
+    }
+
+    /// Runs one transaction given as the JSON text of `[kind, collection, id, field, value]`
+    /// lists: the form `replica.js` falls back to for arguments the compact form of
+    /// [`Replica::write_compact`] does not carry. Nothing is applied if any write is refused.
     pub fn write(&mut self, ops: &str) -> JsResult<()> {
-        let ops = Op::parse_all(ops)?;
-        // Shapes are checked before anything is written, so the transaction below fails
-        // only for what the core refuses (names, sizes, missing documents).
-        for Op(kind, _, _, field, value) in &ops {
-            let shape_ok = match *kind {
-                OP_SET => field.is_some(),
-                OP_UPSERT => value.is_object(),
-                OP_DELETE | OP_RESTORE => true,
-                OP_INCREMENT => field.is_some() && value.is_i64(),
-                _ => false,
-            };
-            if !shape_ok {
-                return Err(StoreError::BadArgument(format!(
-                    "a malformed write of kind {kind} in a transaction"
-                ))
-                .into());
-            }
-        }
-        self.inner
-            .write(js::now_millis(), |w| {
-                for Op(kind, collection, id, field, value) in ops {
-                    let field = field.unwrap_or_default();
-                    match (kind, value) {
-                        (OP_SET, value) => w.set(&collection, &id, &field, Value::from(value))?,
-                        (OP_UPSERT, serde_json::Value::Object(fields)) if fields.is_empty() => {
-                            // A document with no fields still exists: `restore` marks it.
-                            w.restore(&collection, &id)?;
-                        }
-                        (OP_UPSERT, serde_json::Value::Object(fields)) => w.upsert(
-                            &collection,
-                            &id,
-                            fields.into_iter().map(|(k, v)| (k, Value::from(v))),
-                        )?,
-                        (OP_DELETE, _) => w.delete(&collection, &id)?,
-                        (OP_RESTORE, _) => w.restore(&collection, &id)?,
-                        (_, by) => {
-                            // Only increments are left: the shapes were checked above.
-                            let by = by.as_i64().unwrap_or_default();
-                            w.increment(&collection, &id, &field, by)?;
-                        }
-                    }
-                }
-                Ok(())
+        let mut ops = parse_json_writes(ops)?;
+        // Shapes are checked before anything is written, so the transaction fails only for
+        // what the core refuses (names, sizes, missing documents).
+        let writes = ops
+            .iter_mut()
+            .map(|(kind, collection, id, field, value)| {
+                let value = std::mem::replace(value, SentValue::Plain(Value::Null));
+                Write::new(*kind, collection, id, field.as_deref(), value)
             })
-            .map_err(StoreError::from)?;
-        Ok(())
+            .collect::<Result<Vec<_>, _>>()?;
+        self.apply(writes)
     }
 
     /// The live document `id` of `collection` as a plain object `{ id, ...fields }`, or
@@ -241,6 +454,18 @@ impl Replica {
         let remote = State::decode(bytes).map_err(StoreError::from)?;
         let changed = self.inner.merge(&remote, js::now_millis());
         Ok(changed.len() as u32)
+    }
+}
+
+impl Replica {
+    /// Applies `writes` as one transaction: all of them, or none if one is refused.
+    fn apply(&mut self, writes: Vec<Write<'_>>) -> JsResult<()> {
+        self.inner
+            .write(js::now_millis(), |w| {
+                writes.into_iter().try_for_each(|write| write.apply(w))
+            })
+            .map_err(StoreError::from)?;
+        Ok(())
     }
 }
 

@@ -16,7 +16,7 @@ fn code_of(error: &JsValue) -> String {
     field(error, "code").as_string().unwrap_or_default()
 }
 
-/// One write as `replica.js` sends it.
+/// One write in the JSON form.
 fn set(replica: &mut Replica, collection: &str, id: &str, name: &str, value: &str) {
     let ops = format!(r#"[[0,"{collection}","{id}","{name}",{value}]]"#);
     replica.write(&ops).expect("the write is accepted");
@@ -124,6 +124,114 @@ fn a_refused_write_leaves_the_whole_transaction_out() {
         assert_eq!(code_of(&error), "store.bad_argument", "{ops}");
     }
     assert!(replica.get("docs", "d1").is_undefined());
+}
+
+/// The compact form's markers and value kinds, as `replica.js` sends them.
+const SAME: f64 = -1.0;
+const NONE: f64 = -2.0;
+const NULL: f64 = 0.0;
+const TRUE: f64 = 2.0;
+const INT: f64 = 3.0;
+const STRING: f64 = 4.0;
+const JSON: f64 = 5.0;
+
+#[wasm_bindgen_test]
+fn the_compact_form_writes_what_the_json_form_writes() {
+    let mut compact = Replica::new(None).unwrap();
+    // Lengths count UTF-16 units, as JavaScript's do: "x😀" is 3, "日本" 2, "é" 1.
+    #[rustfmt::skip]
+    let numbers = [
+        0.0, 4.0, 2.0, 2.0, INT, 7.0,            // set docs d1 f1 7
+        0.0, SAME, SAME, 2.0, STRING, 3.0,       // set docs d1 f2 "x😀"
+        1.0, SAME, 2.0, NONE, JSON, 0.0,         // upsert docs d2 {"a":[1,2]}
+        0.0, SAME, 2.0, 1.0, TRUE, 0.0,          // set docs 日本 é true
+        4.0, SAME, 2.0, 1.0, INT, -3.0,          // increment docs d2 n -3
+        0.0, SAME, 2.0, 1.0, INT, 1.0,           // set docs d3 g 1
+        0.0, SAME, SAME, SAME, NULL, 0.0,        // set docs d3 g null
+        0.0, SAME, 2.0, SAME, JSON, 0.0,         // set docs d4 g 2^60
+        2.0, SAME, 2.0, NONE, NULL, 0.0,         // delete docs d1
+        0.0, 5.0, 1.0, 1.0, JSON, 0.0,           // set other a b 0.5
+    ];
+    let text = "docsd1f1f2x😀d2日本éd2nd3gd4d1otherab";
+    let json = r#"[[{"a":[1,2]},1152921504606846976,0.5]]"#;
+    compact
+        .write_compact(text, &numbers, Some(json.into()))
+        .unwrap();
+
+    let mut json_form = Replica::new(None).unwrap();
+    json_form
+        .write(
+            r#"[[0,"docs","d1","f1",7],[0,"docs","d1","f2","x😀"],[1,"docs","d2",null,{"a":[1,2]}],
+                [0,"docs","日本","é",true],[4,"docs","d2","n",-3],[0,"docs","d3","g",1],
+                [0,"docs","d3","g",null],[0,"docs","d4","g",1152921504606846976],
+                [2,"docs","d1",null,null],[0,"other","a","b",0.5]]"#,
+        )
+        .unwrap();
+    assert_eq!(compact.to_json_text(), json_form.to_json_text());
+    assert!(compact.get("docs", "d1").is_undefined(), "deleted");
+    assert_eq!(field(&compact.get("docs", "d2"), "n").as_f64(), Some(-3.0));
+    assert_eq!(
+        field(&compact.get("docs", "日本"), "é").as_bool(),
+        Some(true)
+    );
+    assert_eq!(field(&compact.get("other", "a"), "b").as_f64(), Some(0.5));
+}
+
+#[wasm_bindgen_test]
+fn a_malformed_compact_transaction_is_refused_before_anything_is_written() {
+    let mut replica = Replica::new(None).unwrap();
+    let ok = [0.0, 4.0, 2.0, 1.0, INT, 1.0];
+    let cases: &[(&str, &[f64], Option<&str>)] = &[
+        // Text shorter than the lengths, text left over, a pair of surrogates cut in half.
+        ("docsd1", &ok, None),
+        ("docsd1fx", &ok, None),
+        ("docs😀f", &[0.0, 4.0, 1.0, 1.0, INT, 1.0], None),
+        // A repeat with nothing before it; no collection; no document id.
+        ("d1f", &[0.0, SAME, 2.0, 1.0, INT, 1.0], None),
+        ("d1f", &[0.0, NONE, 2.0, 1.0, INT, 1.0], None),
+        ("docsf", &[0.0, 4.0, NONE, 1.0, INT, 1.0], None),
+        // Unknown kinds of writes and values; a set without a field; numbers that are not
+        // integers, or too large; numbers left over.
+        ("docsd1f", &[9.0, 4.0, 2.0, 1.0, INT, 1.0], None),
+        ("docsd1f", &[0.5, 4.0, 2.0, 1.0, INT, 1.0], None),
+        ("docsd1f", &[0.0, 4.0, 2.0, 1.0, 9.0, 1.0], None),
+        ("docsd1", &[0.0, 4.0, 2.0, NONE, INT, 1.0], None),
+        ("docsd1f", &[0.0, 4.5, 2.0, 1.0, INT, 1.0], None),
+        ("docsd1f", &[0.0, 4.0, 2.0, 1.0, INT, 0.5], None),
+        ("docsd1f", &[0.0, 4.0, 2.0, 1.0, INT, 1e300], None),
+        ("docsd1f", &[0.0, 4.0, 2.0, 1.0, INT, 1.0, 0.0], None),
+        // An upsert of something else than an object; an increment by something else than an
+        // integer.
+        ("docsd1", &[1.0, 4.0, 2.0, NONE, JSON, 0.0], Some("[[[1]]]")),
+        ("docsd1f", &[4.0, 4.0, 2.0, 1.0, JSON, 0.0], Some("[[1.5]]")),
+        // JSON values: missing, left over, not a list in a list, not JSON.
+        ("docsd1f", &[0.0, 4.0, 2.0, 1.0, JSON, 0.0], None),
+        ("docsd1f", &ok, Some("[[1]]")),
+        ("docsd1f", &[0.0, 4.0, 2.0, 1.0, JSON, 0.0], Some("[1]")),
+        ("docsd1f", &[0.0, 4.0, 2.0, 1.0, JSON, 0.0], Some("[[1")),
+    ];
+    for &(text, numbers, json) in cases {
+        let error = replica
+            .write_compact(text, numbers, json.map(str::to_string))
+            .unwrap_err();
+        assert_eq!(
+            code_of(&error),
+            "store.bad_argument",
+            "{text:?} {numbers:?} {json:?}"
+        );
+    }
+    assert_eq!(replica.to_json_text(), "{}");
+
+    // Refused by the core: nothing of the transaction stays either.
+    let error = replica
+        .write_compact(
+            "docsd1ok_reserved",
+            &[0.0, 4.0, 2.0, 2.0, INT, 1.0, 0.0, SAME, SAME, 9.0, INT, 2.0],
+            None,
+        )
+        .unwrap_err();
+    assert_eq!(code_of(&error), "write.invalid_field");
+    assert_eq!(replica.to_json_text(), "{}");
 }
 
 #[wasm_bindgen_test]
