@@ -3,10 +3,11 @@
 //! on the same operations; then the issue's native targets, met or not.
 //!
 //! ```text
-//! cargo run --release --manifest-path bench/native/Cargo.toml -- [--quick]
+//! cargo run --release --manifest-path bench/native/Cargo.toml -- [--quick] [--only W1,W4]
 //! ```
 //!
-//! `--quick` shrinks every workload about a hundredfold, for a smoke run in CI. Either way the
+//! `--quick` shrinks every workload about a hundredfold, for a smoke run in CI. `--only` runs
+//! the named workloads alone (and judges only the targets their tables hold), for profiling. Either way the
 //! run exits non-zero when a check fails: a library whose replicas do not converge (W2, W3) or
 //! that reads back other values than it was given (W1, W4, W5), or Tidemark hiding any written
 //! key after a merge (W2). The figures themselves never fail a run.
@@ -30,20 +31,41 @@ use workloads::Scale;
 #[global_allocator]
 static ALLOCATOR: alloc::Counting = alloc::Counting;
 
+/// The workloads `--only` may name.
+const WORKLOADS: [&str; 5] = ["W1", "W2", "W3", "W4", "W5"];
+
 /// The dependency versions actually built, read from this workspace's lock file.
 const CARGO_LOCK: &str = include_str!("../Cargo.lock");
 
 fn main() -> ExitCode {
+    const USAGE: &str = "usage: tidemark-bench-native [--quick] [--only W1,W4]";
     let mut quick = false;
-    for arg in std::env::args().skip(1) {
-        match arg.as_str() {
-            "--quick" => quick = true,
-            other => {
-                eprintln!("unknown argument {other:?}; usage: tidemark-bench-native [--quick]");
-                return ExitCode::from(2);
+    let mut only: Option<Vec<String>> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let list = match arg.as_str() {
+            "--quick" => {
+                quick = true;
+                continue;
             }
+            "--only" => args.next(),
+            other => other.strip_prefix("--only=").map(str::to_string),
+        };
+        let Some(list) = list else {
+            eprintln!("unknown argument {arg:?}; {USAGE}");
+            return ExitCode::from(2);
+        };
+        let names: Vec<String> = list.split(',').map(|w| w.trim().to_uppercase()).collect();
+        if let Some(bad) = names.iter().find(|w| !WORKLOADS.contains(&w.as_str())) {
+            eprintln!("unknown workload {bad:?} (W1 to W5); {USAGE}");
+            return ExitCode::from(2);
         }
+        only = Some(names);
     }
+    let runs = |workload: &str| {
+        only.as_ref()
+            .is_none_or(|o| o.iter().any(|w| w == workload))
+    };
     let scale = if quick { Scale::quick() } else { Scale::full() };
     let names = scale.names();
     print_header(&scale);
@@ -56,11 +78,21 @@ fn main() -> ExitCode {
         println!("{}", table.render());
         tables.push(table);
     };
-    finish(workloads::w1(&scale, &names, &mut checks));
-    finish(workloads::w2(&scale, &names, &mut checks));
-    finish(workloads::w3(&scale, &mut checks));
-    finish(workloads::w4(&scale, &names, &mut checks));
-    finish(workloads::w5(&scale, &names, &mut checks));
+    if runs("W1") {
+        finish(workloads::w1(&scale, &names, &mut checks));
+    }
+    if runs("W2") {
+        finish(workloads::w2(&scale, &names, &mut checks));
+    }
+    if runs("W3") {
+        finish(workloads::w3(&scale, &mut checks));
+    }
+    if runs("W4") {
+        finish(workloads::w4(&scale, &names, &mut checks));
+    }
+    if runs("W5") {
+        finish(workloads::w5(&scale, &names, &mut checks));
+    }
 
     println!(
         "### Targets (issue 7, native rows; ours against the best peer with care, same run)\n"
@@ -145,14 +177,10 @@ fn locked_version(name: &str) -> String {
     "?".to_string()
 }
 
-/// The issue's native targets, each judged on this run's tables.
+/// The issue's native targets, each judged on this run's tables (those of the workloads that
+/// ran).
 fn targets(tables: &[Table]) -> Vec<Target> {
-    let table = |prefix: &str| {
-        tables
-            .iter()
-            .find(|t| t.title.starts_with(prefix))
-            .expect("every workload ran")
-    };
+    let table = |prefix: &str| tables.iter().find(|t| t.title.starts_with(prefix));
     let (w1, w2, w3, w4, w5) = (
         table("W1"),
         table("W2"),
@@ -163,24 +191,26 @@ fn targets(tables: &[Table]) -> Vec<Target> {
     let mut out = Vec::new();
 
     // "At least N× faster than the fastest peer" and friends: ours against the best peer row.
-    let mut against_best = |text: &str, t: &Table, header: &str, better: Better, factor: f64| {
-        let ours = t.figure(Role::Ours, None, header);
-        let (peer, best) = t.best_peer(header);
-        let advantage = match better {
-            Better::HigherFaster => ours / best,
-            _ => best / ours,
+    let mut against_best =
+        |text: &str, t: Option<&Table>, header: &str, better: Better, factor: f64| {
+            let Some(t) = t else { return };
+            let ours = t.figure(Role::Ours, None, header);
+            let (peer, best) = t.best_peer(header);
+            let advantage = match better {
+                Better::HigherFaster => ours / best,
+                _ => best / ours,
+            };
+            out.push(Target {
+                text: text.to_string(),
+                met: advantage >= factor,
+                detail: format!(
+                    "tidemark {} vs {peer} {} {header}: {}",
+                    t.format(header, ours),
+                    t.format(header, best),
+                    ratio_words(better, ours, best).unwrap_or_default()
+                ),
+            });
         };
-        out.push(Target {
-            text: text.to_string(),
-            met: advantage >= factor,
-            detail: format!(
-                "tidemark {} vs {peer} {} {header}: {}",
-                t.format(header, ours),
-                t.format(header, best),
-                ratio_words(better, ours, best).unwrap_or_default()
-            ),
-        });
-    };
     against_best(
         "W1 ≥ 5× the fastest peer",
         w1,
@@ -232,56 +262,64 @@ fn targets(tables: &[Table]) -> Vec<Target> {
     );
 
     // W3 as signed packs, batch-verified, against the fastest peer's plain updates.
-    let packs = w3.figure(
-        Role::OursVariant,
-        Some("tidemark, signed packs (batch-verified)"),
-        "time ms",
-    );
-    let (peer, best) = w3.best_peer("time ms");
-    out.push(Target {
-        text: "W3 as signed packs (batch-verified) no slower than the fastest peer's plain updates"
-            .to_string(),
-        met: packs <= best,
-        detail: format!(
-            "tidemark packs {} ms vs {peer} {} ms: {}",
-            w3.format("time ms", packs),
-            w3.format("time ms", best),
-            ratio_words(Better::LowerFaster, packs, best).unwrap_or_default()
-        ),
-    });
+    if let Some(w3) = w3 {
+        let packs = w3.figure(
+            Role::OursVariant,
+            Some("tidemark, signed packs (batch-verified)"),
+            "time ms",
+        );
+        let (peer, best) = w3.best_peer("time ms");
+        out.push(Target {
+            text: "W3 as signed packs (batch-verified) no slower than the fastest peer's plain updates"
+                .to_string(),
+            met: packs <= best,
+            detail: format!(
+                "tidemark packs {} ms vs {peer} {} ms: {}",
+                w3.format("time ms", packs),
+                w3.format("time ms", best),
+                ratio_words(Better::LowerFaster, packs, best).unwrap_or_default()
+            ),
+        });
+    }
 
     // W4 within 1 byte of the values' entropy: log2(1,000,000) bits per value.
     let entropy = (generator::VALUE_RANGE as f64).log2() / 8.0;
-    let per_register = w4.figure(Role::Ours, None, "bytes/register");
-    out.push(Target {
-        text: format!(
-            "W4 bytes/register within 1 byte of the values' entropy ({entropy:.2} bytes)"
-        ),
-        met: per_register <= entropy + 1.0,
-        detail: format!(
-            "tidemark {per_register:.2} bytes/register, bound {:.2}",
-            entropy + 1.0
-        ),
-    });
+    if let Some(w4) = w4 {
+        let per_register = w4.figure(Role::Ours, None, "bytes/register");
+        out.push(Target {
+            text: format!(
+                "W4 bytes/register within 1 byte of the values' entropy ({entropy:.2} bytes)"
+            ),
+            met: per_register <= entropy + 1.0,
+            detail: format!(
+                "tidemark {per_register:.2} bytes/register, bound {:.2}",
+                entropy + 1.0
+            ),
+        });
+    }
 
     // W5 proportional to the live fields: read here as the final encoding being at most twice
     // the encoding of the same live values written once (the issue gives no number).
-    let final_over_once = w5.figure(Role::Ours, None, "final / written once");
-    out.push(Target {
-        text: "W5 size proportional to the live fields, not to history (read as: final ≤ 2× the same values written once)".to_string(),
-        met: final_over_once <= 2.0,
-        detail: format!(
-            "tidemark final/once = {final_over_once:.2} ({} bytes for {} fields)",
-            number(w5.figure(Role::Ours, None, "final size bytes"), 0),
-            w5.title.split(" fields").next().and_then(|s| s.rsplit(' ').next()).unwrap_or("?"),
-        ),
-    });
+    if let Some(w5) = w5 {
+        let final_over_once = w5.figure(Role::Ours, None, "final / written once");
+        out.push(Target {
+            text: "W5 size proportional to the live fields, not to history (read as: final ≤ 2× the same values written once)".to_string(),
+            met: final_over_once <= 2.0,
+            detail: format!(
+                "tidemark final/once = {final_over_once:.2} ({} bytes for {} fields)",
+                number(w5.figure(Role::Ours, None, "final size bytes"), 0),
+                w5.title.split(" fields").next().and_then(|s| s.rsplit(' ').next()).unwrap_or("?"),
+            ),
+        });
+    }
 
-    let memory = w4.figure(Role::Ours, None, "memory B/register after load");
-    out.push(Target {
-        text: "W4 memory after loading ≤ 40 bytes/register".to_string(),
-        met: memory <= 40.0,
-        detail: format!("tidemark {memory:.1} bytes/register"),
-    });
+    if let Some(w4) = w4 {
+        let memory = w4.figure(Role::Ours, None, "memory B/register after load");
+        out.push(Target {
+            text: "W4 memory after loading ≤ 40 bytes/register".to_string(),
+            met: memory <= 40.0,
+            detail: format!("tidemark {memory:.1} bytes/register"),
+        });
+    }
     out
 }
