@@ -1,15 +1,16 @@
 //! A device's replica: its state, its clock, and the local write API.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::clock::{Hlc, HybridClock, Stamp};
 use crate::device::DeviceId;
 use crate::error::WriteError;
 use crate::query::Query;
 use crate::state::{
-    CounterCell, Document, LocalStamp, Register, State, VersionVector, counter_value,
-    register_bytes,
+    Collection, CounterCell, DeviceIdx, Document, LocalStamp, NameId, Register, State,
+    VersionVector, counter_value, register_bytes, register_bytes_for,
 };
 use crate::value::{
     DELETED_FIELD, MAX_DOCUMENT_BYTES, Value, validate_collection_name, validate_document_id,
@@ -51,6 +52,8 @@ pub struct Replica {
     clock: HybridClock,
     state: State,
     eviction: Eviction,
+    /// The log of the running transaction; between transactions empty, keeping its capacity.
+    log: Log,
 }
 
 /// What this device has chosen to forget: whole collections or single documents. Local only,
@@ -130,6 +133,7 @@ impl Replica {
             clock,
             state,
             eviction: Eviction::default(),
+            log: Log::default(),
         }
     }
 
@@ -163,16 +167,15 @@ impl Replica {
         f: impl FnOnce(&mut Writer<'_>) -> Result<(), WriteError>,
     ) -> Result<State, WriteError> {
         let mut writer = Writer {
-            base: self,
             clock: self.clock.clone(),
+            log: std::mem::take(&mut self.log),
+            base: self,
             wall: local_wall_millis,
-            changes: State::new(),
+            me: None,
         };
+        // On an error (or a panic) `writer` is dropped here, which undoes its writes.
         f(&mut writer)?;
-        let Writer { clock, changes, .. } = writer;
-        self.clock = clock;
-        self.state.merge(&changes);
-        Ok(changes)
+        Ok(writer.commit())
     }
 
     /// Joins a remote state (a transaction's changes, a pack's body, a snapshot) into this
@@ -368,13 +371,13 @@ impl<'a> DocumentRef<'a> {
     /// The current value of a field (counters summed); `None` if it was never written.
     /// A removed field reads as [`Value::Null`].
     pub fn get(&self, field: &str) -> Option<Cow<'a, Value>> {
-        let name = self.state.names.find(field)?;
+        let name = self.state.names.find_str(field)?;
         self.state.field_value(self.doc, name)
     }
 
     /// Who wrote the current register of `field`, and when.
     pub fn field_stamp(&self, field: &str) -> Option<Stamp> {
-        let name = self.state.names.find(field)?;
+        let name = self.state.names.find_str(field)?;
         self.doc.register(name).map(|r| self.state.stamp(r.stamp()))
     }
 
@@ -391,21 +394,155 @@ impl<'a> DocumentRef<'a> {
 
 /// The write side of a [`Replica::write`] transaction.
 ///
-/// Writes are collected in a scratch state and reads through the writer see them
-/// (read-your-writes); the replica itself changes only when the transaction succeeds.
+/// Writes go straight into the replica, each logged with what it replaced, so reads through
+/// the writer see them (read-your-writes) at the cost of one lookup. A transaction that fails,
+/// or panics, is undone from the log when the writer is dropped; one that succeeds turns its log
+/// into the changes it returns. Either way the replica ends as if the transaction's changes
+/// had been merged into it, or as it was.
 #[derive(Debug)]
 pub struct Writer<'r> {
-    base: &'r Replica,
+    base: &'r mut Replica,
     clock: HybridClock,
     wall: u64,
-    changes: State,
+    log: Log,
+    /// This device's index in the replica's device table, once looked up.
+    me: Option<DeviceIdx>,
+}
+
+/// What a transaction wrote, in the replica's indices: enough to undo it, or to build its
+/// changes.
+#[derive(Clone, Debug, Default)]
+struct Log {
+    /// The collections written to, and whether the transaction created them.
+    collections: Vec<(Box<str>, bool)>,
+    /// Consecutive writes to one document form a run; run `i` holds the entries from
+    /// `runs[i].start` to the next run's start.
+    runs: Vec<Run>,
+    entries: Vec<Entry>,
+    /// Counter cells that lost against this device's cell in the replica (possible only when
+    /// the replica merged this device's own cells stamped ahead of its clock), as
+    /// `(collection, id, cell)`. Merging the changes would not apply them either; reads in the
+    /// transaction see them all the same, as the transaction's latest cell for their field.
+    losing_cells: Vec<(Box<str>, Box<str>, CounterCell)>,
+    /// Scratch space of `Writer::commit`.
+    order: Vec<RunKey>,
+}
+
+/// Largest log whose buffers a replica keeps for its next transaction.
+const KEPT_LOG_ENTRIES: usize = 1 << 10;
+
+impl Log {
+    fn clear(&mut self) {
+        self.collections.clear();
+        self.runs.clear();
+        self.entries.clear();
+        self.losing_cells.clear();
+        self.order.clear();
+        if self.entries.capacity() > KEPT_LOG_ENTRIES {
+            *self = Log::default();
+        }
+    }
+}
+
+/// A run's place in the changes: its collection (32 bits), the first eight bytes of its
+/// document id, and its index (32 bits), so that runs mostly sort as integers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct RunKey(u128);
+
+impl RunKey {
+    fn new(collection: usize, id_prefix: u64, run: usize) -> RunKey {
+        let narrow = |n: usize| u128::from(u32::try_from(n).expect("fewer than 2^32 runs"));
+        RunKey(narrow(collection) << 96 | u128::from(id_prefix) << 32 | narrow(run))
+    }
+
+    fn run(self) -> usize {
+        self.0 as u32 as usize
+    }
+}
+
+/// The first eight bytes of `id`, zero-padded, as a big-endian number: ordered like the ids
+/// whenever they differ.
+fn id_prefix(id: &str) -> u64 {
+    let mut bytes = [0; 8];
+    let n = id.len().min(8);
+    bytes[..n].copy_from_slice(&id.as_bytes()[..n]);
+    u64::from_be_bytes(bytes)
+}
+
+#[derive(Clone, Debug)]
+struct Run {
+    /// Index into [`Log::collections`].
+    collection: usize,
+    id: Box<str>,
+    /// Whether the transaction created the document.
+    created: bool,
+    start: usize,
+}
+
+#[derive(Clone, Debug)]
+enum Entry {
+    Register {
+        new: Register,
+        old: Option<Register>,
+    },
+    Cell {
+        new: CounterCell,
+        /// Whether `new` went into the replica (it always does unless it lost), and what it
+        /// replaced there.
+        applied: bool,
+        old: Option<CounterCell>,
+    },
+}
+
+/// A map keyed by interned indices, which need no keyed hash: they are small dense integers.
+type IndexMap = HashMap<u32, u32, BuildHasherDefault<IndexHasher>>;
+
+/// A multiplicative hash for [`IndexMap`] keys.
+#[derive(Default)]
+struct IndexHasher(u64);
+
+impl Hasher for IndexHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+impl Drop for Writer<'_> {
+    fn drop(&mut self) {
+        // Empty after a commit; otherwise the transaction failed.
+        self.undo();
+        self.log.clear();
+        self.base.log = std::mem::take(&mut self.log);
+    }
+}
+
+/// Creates the document `id` of `collection`, which is missing, and says whether the
+/// collection was missing too.
+fn create_document<'c>(
+    collections: &'c mut BTreeMap<Box<str>, Collection>,
+    collection: &str,
+    id: &str,
+) -> (&'c mut Document, bool) {
+    let created_collection = !collections.contains_key(collection);
+    let coll = collections.entry(collection.into()).or_default();
+    (coll.docs.entry(id.into()).or_default(), created_collection)
 }
 
 impl Writer<'_> {
     fn check_target(&self, collection: &str, id: &str) -> Result<(), WriteError> {
         validate_collection_name(collection)?;
         validate_document_id(id)?;
-        if !self.base.eviction.admits(collection, id) {
+        if !self.base.eviction.is_empty() && !self.base.eviction.admits(collection, id) {
             return Err(WriteError::Evicted {
                 what: format!("document {id:?} of collection {collection:?}"),
             });
@@ -413,72 +550,238 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// The register of a field as this transaction sees it: its own write, else the replica's.
+    /// The register of a field as this transaction sees it.
     fn visible_register(&self, collection: &str, id: &str, field: &str) -> Option<(&Value, Stamp)> {
-        fn lookup<'s>(
-            state: &'s State,
-            collection: &str,
-            id: &str,
-            field: &str,
-        ) -> Option<(&'s Value, Stamp)> {
-            let doc = state.document(collection, id)?;
-            let register = doc.register(state.names.find(field)?)?;
-            Some((&register.value, state.stamp(register.stamp())))
-        }
-        lookup(&self.changes, collection, id, field)
-            .or_else(|| lookup(&self.base.state, collection, id, field))
+        let state = &self.base.state;
+        let doc = state.document(collection, id)?;
+        let register = doc.register(state.names.find_str(field)?)?;
+        Some((&register.value, state.stamp(register.stamp())))
     }
 
+    /// This device's counter cell of a field as this transaction sees it: `(total, epoch)`.
     fn visible_cell(
         &self,
         collection: &str,
         id: &str,
         field: &str,
     ) -> Option<(i64, Option<Stamp>)> {
-        let lookup = |state: &State| -> Option<(i64, Option<Stamp>)> {
-            let doc = state.document(collection, id)?;
-            let me = state.devices.find(&self.base.device)?;
-            let cell = doc.cell(state.names.find(field)?, me)?;
-            Some((cell.total, cell.epoch.map(|e| state.stamp(e))))
+        let state = &self.base.state;
+        let name = state.names.find_str(field)?;
+        let losing = self
+            .log
+            .losing_cells
+            .iter()
+            .find(|(c, d, cell)| cell.name == name && **c == *collection && **d == *id);
+        let cell = match losing {
+            Some((_, _, cell)) => cell,
+            None => {
+                let doc = state.document(collection, id)?;
+                doc.cell(name, state.devices.find(&self.base.device)?)?
+            }
         };
-        lookup(&self.changes).or_else(|| lookup(&self.base.state))
+        Some((cell.total, cell.epoch.map(|e| state.stamp(e))))
     }
 
-    /// A cheap upper bound on the document's size after the write: replica and transaction
-    /// sizes added, as if nothing were replaced. Only when it exceeds the limit is the exact
-    /// size worth computing.
-    fn may_exceed_document_limit(&self, collection: &str, id: &str, new_size: usize) -> bool {
-        let size_in = |state: &State| state.document(collection, id).map_or(0, |d| d.bytes);
-        size_in(&self.base.state) + size_in(&self.changes) + new_size > MAX_DOCUMENT_BYTES
-    }
-
-    /// The document's size if `field` took a value of `new_size` bytes: the replica's
-    /// document, with this transaction's registers in place of the ones they replace.
-    fn projected_document_bytes(
-        &self,
+    /// Notes a write to a document of the replica that went in as `entry`.
+    fn record(
+        &mut self,
         collection: &str,
         id: &str,
-        field: &str,
-        new_size: usize,
-    ) -> usize {
-        let base = self.base.state.document(collection, id);
-        let base_size = |name: &str| -> usize {
-            base.and_then(|doc| {
-                let n = self.base.state.names.find(name)?;
-                doc.register(n).map(|r| register_bytes(&r.value))
-            })
-            .unwrap_or(0)
-        };
-        let mut size = base.map_or(0, |d| d.bytes) + new_size - base_size(field);
-        if let Some(doc) = self.changes.document(collection, id) {
-            for r in &doc.registers {
-                let name = self.changes.names.get(r.name);
-                if &**name != field {
-                    size = size + register_bytes(&r.value) - base_size(name);
+        created_collection: bool,
+        created_doc: bool,
+        entry: Entry,
+    ) {
+        let log = &mut self.log;
+        let same_run = !created_doc
+            && log
+                .runs
+                .last()
+                .is_some_and(|r| *r.id == *id && *log.collections[r.collection].0 == *collection);
+        if !same_run {
+            let slot = match log
+                .collections
+                .iter()
+                .rposition(|(c, _)| **c == *collection)
+            {
+                Some(slot) => slot,
+                None => {
+                    log.collections
+                        .push((collection.into(), created_collection));
+                    log.collections.len() - 1
+                }
+            };
+            log.runs.push(Run {
+                collection: slot,
+                id: id.into(),
+                created: created_doc,
+                start: log.entries.len(),
+            });
+        }
+        log.entries.push(entry);
+    }
+
+    /// Takes every write of the log back out of the replica, newest first.
+    fn undo(&mut self) {
+        let Log {
+            collections,
+            runs,
+            entries,
+            ..
+        } = &mut self.log;
+        let state = &mut self.base.state;
+        for run in runs.drain(..).rev() {
+            let coll = state
+                .collections
+                .get_mut(&collections[run.collection].0)
+                .expect("the transaction wrote to the collection");
+            let doc = coll
+                .docs
+                .get_mut(&run.id)
+                .expect("the transaction wrote to the document");
+            for entry in entries.drain(run.start..).rev() {
+                match entry {
+                    Entry::Register { new, old } => {
+                        match old {
+                            Some(old) => doc.replace_register(old),
+                            None => doc.remove_register(new.name),
+                        };
+                    }
+                    Entry::Cell { new, applied, old } => {
+                        if applied {
+                            match old {
+                                Some(old) => doc.replace_cell(old),
+                                None => doc.remove_cell(new.name, new.device),
+                            };
+                        }
+                    }
                 }
             }
+            if run.created {
+                debug_assert!(doc.is_empty());
+                coll.docs.remove(&run.id);
+            }
         }
-        size
+        for (name, created) in collections.drain(..) {
+            if created {
+                debug_assert!(
+                    state
+                        .collections
+                        .get(&name)
+                        .is_some_and(|c| c.docs.is_empty())
+                );
+                state.collections.remove(&name);
+            }
+        }
+    }
+
+    /// Ends a successful transaction: the clock moves on and the log becomes the changes.
+    fn commit(mut self) -> State {
+        self.base.clock = self.clock.clone();
+        let mut changes = State::new();
+        let Log {
+            collections,
+            runs,
+            entries,
+            order,
+            ..
+        } = &mut self.log;
+        if entries.is_empty() {
+            return changes;
+        }
+        let base = &self.base.state;
+        let State { devices, names, .. } = &mut changes;
+        names.reserve(entries.len().min(16));
+        let mut device_map = IndexMap::default();
+        let mut name_map = IndexMap::default();
+        let mut device = |idx: DeviceIdx| {
+            *device_map
+                .entry(idx)
+                .or_insert_with(|| devices.intern(base.devices.get(idx)))
+        };
+        let mut name = |idx: NameId| {
+            *name_map
+                .entry(idx)
+                .or_insert_with(|| names.intern_str(base.names.get(idx)))
+        };
+        // The runs of one document together, in the order they were written: sorted by
+        // collection and the ids' first bytes, then by the whole ids where those tie.
+        order.extend(
+            runs.iter()
+                .enumerate()
+                .map(|(run, r)| RunKey::new(r.collection, id_prefix(&r.id), run)),
+        );
+        order.sort_unstable();
+        for group in order.chunk_by_mut(|a, b| a.0 >> 32 == b.0 >> 32) {
+            if group.len() > 1 {
+                group.sort_unstable_by(|a, b| {
+                    runs[a.run()]
+                        .id
+                        .cmp(&runs[b.run()].id)
+                        .then(a.run().cmp(&b.run()))
+                });
+            }
+        }
+        let mut docs: Vec<Vec<(Box<str>, Document)>> = collections
+            .iter()
+            .map(|_| {
+                Vec::with_capacity(if collections.len() == 1 {
+                    runs.len()
+                } else {
+                    0
+                })
+            })
+            .collect();
+        let mut k = 0;
+        while k < order.len() {
+            let first = order[k].run();
+            let mut doc = Document::default();
+            while let Some(key) = order.get(k) {
+                let i = key.run();
+                if runs[i].collection != runs[first].collection || runs[i].id != runs[first].id {
+                    break;
+                }
+                let end = runs.get(i + 1).map_or(entries.len(), |r| r.start);
+                doc.registers.reserve(end - runs[i].start);
+                for entry in &mut entries[runs[i].start..end] {
+                    match entry {
+                        Entry::Register { new, .. } => {
+                            let register = Register {
+                                name: name(new.name),
+                                device: device(new.device),
+                                hlc: new.hlc,
+                                value: std::mem::replace(&mut new.value, Value::Null),
+                            };
+                            doc.offer_register(register, |_, _| true);
+                        }
+                        Entry::Cell { new, .. } => {
+                            let cell = CounterCell {
+                                name: name(new.name),
+                                device: device(new.device),
+                                hlc: new.hlc,
+                                epoch: new.epoch.map(|e| LocalStamp {
+                                    hlc: e.hlc,
+                                    device: device(e.device),
+                                }),
+                                total: new.total,
+                            };
+                            doc.offer_cell(cell, |_, _| true);
+                        }
+                    }
+                }
+                k += 1;
+            }
+            let run = &mut runs[first];
+            docs[run.collection].push((std::mem::take(&mut run.id), doc));
+        }
+        for ((collection, _), docs) in collections.drain(..).zip(docs) {
+            if !docs.is_empty() {
+                let docs = docs.into_iter().collect();
+                changes.collections.insert(collection, Collection { docs });
+            }
+        }
+        // Nothing left to undo.
+        self.log.clear();
+        changes
     }
 
     fn put_register(
@@ -490,14 +793,33 @@ impl Writer<'_> {
         preload: bool,
     ) -> Result<(), WriteError> {
         // Validate first: it bounds the nesting depth that sizing recurses through.
-        value.validate()?;
-        let new_size = register_bytes(&value);
-        let current = self
-            .visible_register(collection, id, field)
-            .map(|(value, stamp)| (register_bytes(value), stamp.hlc));
-        let (current_size, floor) = current.unwrap_or((0, Hlc::ZERO));
-        if new_size > current_size && self.may_exceed_document_limit(collection, id, new_size) {
-            let size = self.projected_document_bytes(collection, id, field, new_size);
+        let new_size = register_bytes_for(value.validate()?);
+        let Replica { device, state, .. } = &mut *self.base;
+        let State {
+            devices,
+            names,
+            collections,
+        } = state;
+        let doc = collections
+            .get_mut(collection)
+            .and_then(|c| c.docs.get_mut(id));
+        let name = names.find_str(field);
+        // Where the field's register is or goes: a new name's index is the greatest, so its
+        // register goes last.
+        let position = match (doc.as_deref(), name) {
+            (Some(doc), Some(name)) => doc.register_position(name),
+            (Some(doc), None) => Err(doc.registers.len()),
+            (None, _) => Err(0),
+        };
+        let current = match (doc.as_deref(), position) {
+            (Some(doc), Ok(i)) => Some(&doc.registers[i]),
+            _ => None,
+        };
+        let (current_size, floor) =
+            current.map_or((0, Hlc::ZERO), |r| (register_bytes(&r.value), r.hlc));
+        if new_size > current_size {
+            // The document's size with this value in place of the field's current one.
+            let size = doc.as_deref().map_or(0, |d| d.bytes) - current_size + new_size;
             if size > MAX_DOCUMENT_BYTES {
                 return Err(WriteError::DocumentTooLarge {
                     id: id.chars().take(40).collect(),
@@ -511,25 +833,39 @@ impl Writer<'_> {
         } else {
             self.clock.tick_after(self.wall, floor)?
         };
-        let device = self.changes.devices.intern(&self.base.device);
-        let name = self.changes.names.intern_str(field);
         let register = Register {
-            name,
-            device,
+            name: name.unwrap_or_else(|| names.intern_str(field)),
+            device: *self.me.get_or_insert_with(|| devices.intern(device)),
             hlc,
             value,
         };
-        self.changes
-            .document_mut(collection, id)
-            .offer_register(register, |_, _| true);
+        let (doc, created_collection, created_doc) = match doc {
+            Some(doc) => (doc, false, false),
+            None => {
+                let (doc, created_collection) = create_document(collections, collection, id);
+                (doc, created_collection, true)
+            }
+        };
+        // The stamp lies past the field's current one, so the write wins as a merge would
+        // let it.
+        let old = doc.replace_register_at(position, register.clone(), new_size, current_size);
+        debug_assert!(
+            old.as_ref()
+                .is_none_or(|old| State::register_wins(devices, &register, old))
+        );
+        self.record(
+            collection,
+            id,
+            created_collection,
+            created_doc,
+            Entry::Register { new: register, old },
+        );
         Ok(())
     }
 
     /// Whether the document exists and is not deleted, as this transaction sees it.
     pub fn exists(&self, collection: &str, id: &str) -> bool {
-        let in_changes = self.changes.document(collection, id).is_some();
-        let in_base = self.base.state.document(collection, id).is_some();
-        (in_changes || in_base) && !self.is_deleted(collection, id)
+        self.base.state.document(collection, id).is_some() && !self.is_deleted(collection, id)
     }
 
     fn is_deleted(&self, collection: &str, id: &str) -> bool {
@@ -543,11 +879,10 @@ impl Writer<'_> {
         let epoch = register.map(|(_, stamp)| stamp);
         let mut counted = false;
         let mut total: i128 = 0;
-        // Other devices' cells are only in the replica; this device's newest cell may be in
-        // the transaction.
+        // Other devices' cells; this device's is the transaction's latest (`visible_cell`).
         let base = &self.base.state;
         if let Some(doc) = base.document(collection, id)
-            && let Some(name) = base.names.find(field)
+            && let Some(name) = base.names.find_str(field)
         {
             for cell in doc.counters.iter().filter(|c| c.name == name) {
                 let counts = cell.epoch.map(|e| base.stamp(e)) == epoch;
@@ -673,15 +1008,14 @@ impl Writer<'_> {
     ) -> Result<(), WriteError> {
         let fields: Vec<(K, Value)> = fields.into_iter().map(|(k, v)| (k, v.into())).collect();
         let mut present: BTreeSet<String> = BTreeSet::new();
-        for state in [&self.base.state, &self.changes] {
-            if let Some(doc) = state.document(collection, id) {
-                let names = doc
-                    .registers
-                    .iter()
-                    .map(|r| r.name)
-                    .chain(doc.counters.iter().map(|c| c.name));
-                present.extend(names.map(|n| state.names.get(n).to_string()));
-            }
+        let state = &self.base.state;
+        if let Some(doc) = state.document(collection, id) {
+            let names = doc
+                .registers
+                .iter()
+                .map(|r| r.name)
+                .chain(doc.counters.iter().map(|c| c.name));
+            present.extend(names.map(|n| state.names.get(n).to_string()));
         }
         for name in present {
             if !name.starts_with('_') && !fields.iter().any(|(k, _)| k.as_ref() == name) {
@@ -734,22 +1068,63 @@ impl Writer<'_> {
             _ => by,
         };
         let hlc = self.clock.tick(self.wall)?;
-        let device = self.changes.devices.intern(&self.base.device);
-        let epoch = epoch.map(|s| LocalStamp {
-            hlc: s.hlc,
-            device: self.changes.devices.intern(&s.device),
-        });
-        let name = self.changes.names.intern_str(field);
+        let Replica { device, state, .. } = &mut *self.base;
+        let State {
+            devices,
+            names,
+            collections,
+        } = state;
+        let me = devices.intern(device);
         let cell = CounterCell {
-            name,
-            device,
+            name: names.intern_str(field),
+            device: me,
             hlc,
-            epoch,
+            epoch: epoch.map(|s| LocalStamp {
+                hlc: s.hlc,
+                device: devices.intern(&s.device),
+            }),
             total,
         };
-        self.changes
-            .document_mut(collection, id)
-            .offer_cell(cell, |_, _| true);
+        let exists = collections
+            .get(collection)
+            .is_some_and(|c| c.docs.contains_key(id));
+        let (doc, created_collection, created_doc) = if exists {
+            let doc = collections
+                .get_mut(collection)
+                .and_then(|c| c.docs.get_mut(id))
+                .expect("it exists");
+            (doc, false, false)
+        } else {
+            let (doc, created_collection) = create_document(collections, collection, id);
+            (doc, created_collection, true)
+        };
+        let applied = doc
+            .cell(cell.name, me)
+            .is_none_or(|current| State::cell_wins(devices, &cell, current));
+        let old = if applied {
+            doc.replace_cell(cell.clone())
+        } else {
+            None
+        };
+        let losing = &mut self.log.losing_cells;
+        let same = |(c, d, l): &(Box<str>, Box<str>, CounterCell)| {
+            l.name == cell.name && **c == *collection && **d == *id
+        };
+        losing.retain(|l| !same(l));
+        if !applied {
+            losing.push((collection.into(), id.into(), cell.clone()));
+        }
+        self.record(
+            collection,
+            id,
+            created_collection,
+            created_doc,
+            Entry::Cell {
+                new: cell,
+                applied,
+                old,
+            },
+        );
         Ok(())
     }
 
@@ -764,5 +1139,267 @@ impl Writer<'_> {
     pub fn restore(&mut self, collection: &str, id: &str) -> Result<(), WriteError> {
         self.check_target(collection, id)?;
         self.put_register(collection, id, DELETED_FIELD, Value::Bool(false), false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::device::DeviceKey;
+
+    const NOW: u64 = 1_750_000_000_000;
+    const DOCS: [&str; 3] = ["a", "b", "c"];
+    const FIELDS: [&str; 3] = ["x", "y", "z"];
+
+    fn replica(seed: u8) -> Replica {
+        Replica::new(DeviceKey::from_seed([seed; 32]).device_id())
+    }
+
+    /// Sizes add up, registers and cells are in order, and nothing is empty.
+    fn check_invariants(state: &State) {
+        for (name, collection) in &state.collections {
+            assert!(!collection.docs.is_empty(), "empty collection {name:?}");
+            for (id, doc) in &collection.docs {
+                assert!(!doc.is_empty(), "empty document {id:?}");
+                let bytes: usize = doc.registers.iter().map(|r| register_bytes(&r.value)).sum();
+                assert_eq!(doc.bytes, bytes, "size of {id:?}");
+                assert!(doc.registers.windows(2).all(|w| w[0].name < w[1].name));
+                assert!(
+                    doc.counters
+                        .windows(2)
+                        .all(|w| (w[0].name, w[0].device) < (w[1].name, w[1].device))
+                );
+            }
+        }
+    }
+
+    /// Every field of every document as this replica reads it.
+    fn reads(replica: &Replica) -> Vec<Option<Value>> {
+        let mut out = Vec::new();
+        for id in DOCS {
+            out.push(Some(Value::Bool(replica.get("c", id).is_some())));
+            let doc = replica.get_any("c", id);
+            for field in FIELDS.into_iter().chain([DELETED_FIELD]) {
+                out.push(doc.and_then(|d| d.get(field)).map(Cow::into_owned));
+            }
+        }
+        out
+    }
+
+    /// The same, through a writer.
+    fn writer_reads(w: &Writer<'_>) -> Vec<Option<Value>> {
+        let mut out = Vec::new();
+        for id in DOCS {
+            out.push(Some(Value::Bool(w.exists("c", id))));
+            for field in FIELDS.into_iter().chain([DELETED_FIELD]) {
+                out.push(w.field("c", id, field));
+            }
+        }
+        out
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Set(usize, usize, i64),
+        SetText(usize, usize, usize),
+        Remove(usize, usize),
+        Increment(usize, usize, i64),
+        Delete(usize),
+        Restore(usize),
+        Upsert(usize, usize, i64),
+        Update(usize, usize, i64),
+        Replace(usize, usize, i64),
+        Preload(usize, usize, i64),
+        /// A write that is refused; the transaction goes on.
+        Refused(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let (d, f) = (0..DOCS.len(), 0..FIELDS.len());
+        prop_oneof![
+            4 => (d.clone(), f.clone(), -3i64..300).prop_map(|(d, f, v)| Op::Set(d, f, v)),
+            1 => (d.clone(), f.clone(), 0usize..40).prop_map(|(d, f, n)| Op::SetText(d, f, n)),
+            1 => (d.clone(), f.clone()).prop_map(|(d, f)| Op::Remove(d, f)),
+            3 => (d.clone(), f.clone(), -5i64..5).prop_map(|(d, f, v)| Op::Increment(d, f, v)),
+            1 => d.clone().prop_map(Op::Delete),
+            1 => d.clone().prop_map(Op::Restore),
+            1 => (d.clone(), f.clone(), 0i64..9).prop_map(|(d, f, v)| Op::Upsert(d, f, v)),
+            1 => (d.clone(), f.clone(), 0i64..9).prop_map(|(d, f, v)| Op::Update(d, f, v)),
+            1 => (d.clone(), f.clone(), 0i64..9).prop_map(|(d, f, v)| Op::Replace(d, f, v)),
+            1 => (d.clone(), f.clone(), 0i64..9).prop_map(|(d, f, v)| Op::Preload(d, f, v)),
+            1 => (0usize..4).prop_map(Op::Refused),
+        ]
+    }
+
+    fn apply(w: &mut Writer<'_>, op: &Op) -> Result<(), WriteError> {
+        let c = "c";
+        match *op {
+            Op::Set(d, f, v) => w.set(c, DOCS[d], FIELDS[f], v),
+            Op::SetText(d, f, n) => w.set(c, DOCS[d], FIELDS[f], "t".repeat(n).as_str()),
+            Op::Remove(d, f) => w.remove_field(c, DOCS[d], FIELDS[f]),
+            Op::Increment(d, f, by) => w.increment(c, DOCS[d], FIELDS[f], by),
+            Op::Delete(d) => w.delete(c, DOCS[d]),
+            Op::Restore(d) => w.restore(c, DOCS[d]),
+            Op::Upsert(d, f, v) => w.upsert(c, DOCS[d], [(FIELDS[f], v)]),
+            Op::Update(d, f, v) => w.update(c, DOCS[d], [(FIELDS[f], v)]),
+            Op::Replace(d, f, v) => w.replace(c, DOCS[d], [(FIELDS[f], v)]),
+            Op::Preload(d, f, v) => w.preload(c, DOCS[d], FIELDS[f], v).map(|_| ()),
+            Op::Refused(kind) => match kind {
+                0 => w.set(c, "a", "_reserved", 1),
+                1 => w.set("bad name", "a", "x", 1),
+                2 => w.set(c, "a", "x", f64::NAN),
+                _ => w.increment(c, "a", "x", 1).and_then(|()| {
+                    w.set(c, "a", "x", "text")?;
+                    w.increment(c, "a", "x", 1)
+                }),
+            },
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// A transaction leaves the replica exactly as merging its changes into it would,
+        /// reads in it see what reads after it see, and a failed one leaves no trace.
+        #[test]
+        fn a_transaction_is_its_changes_merged_or_nothing(
+            transactions in proptest::collection::vec(
+                (proptest::collection::vec(op(), 0..12), any::<bool>(), any::<bool>()),
+                1..8,
+            ),
+        ) {
+            let mut a = replica(1);
+            let mut b = replica(2);
+            for (i, (ops, fail, remote)) in transactions.iter().enumerate() {
+                let now = NOW + i as u64;
+                if *remote {
+                    // Another device's concurrent writes, for registers and cells to compete.
+                    let changes = b.write(now, |w| {
+                        for op in ops.iter().take(3) {
+                            let _ = apply(w, op);
+                        }
+                        Ok(())
+                    }).unwrap();
+                    a.merge(&changes, now);
+                }
+                let before = a.clone();
+                let mut seen = Vec::new();
+                let result = a.write(now, |w| {
+                    for op in ops {
+                        let _ = apply(w, op);
+                    }
+                    seen = writer_reads(w);
+                    if *fail { Err(WriteError::NotAnObject) } else { Ok(()) }
+                });
+                check_invariants(a.state());
+                match result {
+                    Ok(changes) => {
+                        check_invariants(&changes);
+                        let mut merged = before.state().clone();
+                        merged.merge(&changes);
+                        prop_assert_eq!(a.state(), &merged);
+                        prop_assert_eq!(a.state().document_count(), merged.document_count());
+                        prop_assert_eq!(reads(&a), seen);
+                        prop_assert!(a.clock().last() >= before.clock().last());
+                    }
+                    Err(_) => {
+                        prop_assert_eq!(a.state(), before.state());
+                        prop_assert_eq!(a.state().document_count(), before.state().document_count());
+                        prop_assert_eq!(a.clock().last(), before.clock().last());
+                        prop_assert_eq!(reads(&a), reads(&before));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_refused_write_inside_a_transaction_leaves_no_empty_document() {
+        let mut a = replica(1);
+        let big = "x".repeat(crate::value::MAX_VALUE_BYTES - 100);
+        let changes = a
+            .write(NOW, |w| {
+                for field in ["a", "b", "c", "d"] {
+                    w.set("c", "big", field, big.as_str())?;
+                }
+                let refused = w.set("c", "new", "a", Value::Float(f64::INFINITY));
+                assert!(refused.is_err());
+                let refused = w.set("c", "big", "e", big.as_str());
+                assert!(
+                    matches!(refused, Err(WriteError::DocumentTooLarge { .. })),
+                    "{refused:?}"
+                );
+                Ok(())
+            })
+            .unwrap();
+        assert!(a.get("c", "big").unwrap().get("e").is_none());
+        assert!(a.get_any("c", "new").is_none());
+        assert_eq!(a.state().document_count(), 1);
+        assert_eq!(changes.document_count(), 1);
+    }
+
+    #[test]
+    fn a_panicking_transaction_is_undone() {
+        let mut a = replica(1);
+        a.write(NOW, |w| w.set("c", "a", "x", 1)).unwrap();
+        let before = a.state().clone();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = a.write(NOW + 1, |w| {
+                w.set("c", "a", "x", 2)?;
+                w.set("c", "b", "x", 2)?;
+                w.increment("c", "a", "y", 2)?;
+                panic!("the application's closure panics");
+            });
+        }));
+        assert!(result.is_err());
+        assert_eq!(a.state(), &before);
+        assert_eq!(a.state().document_count(), 1);
+        assert_eq!(
+            a.get("c", "a").unwrap().get("x").as_deref(),
+            Some(&Value::Int(1))
+        );
+        // And the replica still works.
+        a.write(NOW + 2, |w| w.set("c", "b", "x", 3)).unwrap();
+        assert_eq!(
+            a.get("c", "b").unwrap().get("x").as_deref(),
+            Some(&Value::Int(3))
+        );
+    }
+
+    #[test]
+    fn a_counter_cell_stamped_ahead_of_the_clock_wins_yet_the_transaction_sees_its_own() {
+        // The device's cell, stamped a day ahead, comes back to a fresh replica of the same
+        // device (its clock does not absorb its own stamps in merges).
+        let mut ahead = replica(1);
+        ahead
+            .write(NOW + 86_400_000, |w| w.increment("c", "a", "n", 10))
+            .unwrap();
+        let mut a = replica(1);
+        a.merge(ahead.state(), NOW);
+        let changes = a
+            .write(NOW, |w| {
+                w.increment("c", "a", "n", 1)?;
+                assert_eq!(w.field("c", "a", "n"), Some(Value::Int(11)));
+                w.increment("c", "a", "n", 1)?;
+                assert_eq!(w.field("c", "a", "n"), Some(Value::Int(12)));
+                Ok(())
+            })
+            .unwrap();
+        // The newer-stamped cell still wins here, as it would in a merge of the changes.
+        assert_eq!(
+            a.get("c", "a").unwrap().get("n").as_deref(),
+            Some(&Value::Int(10))
+        );
+        let mut merged = ahead.state().clone();
+        merged.merge(&changes);
+        assert_eq!(a.state(), &merged);
+        let mut fresh = replica(2);
+        fresh.merge(&changes, NOW);
+        assert_eq!(
+            fresh.get("c", "a").unwrap().get("n").as_deref(),
+            Some(&Value::Int(12))
+        );
     }
 }

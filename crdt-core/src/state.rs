@@ -19,6 +19,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
 
 use crate::clock::{Hlc, Stamp};
 use crate::device::DeviceId;
@@ -34,6 +35,8 @@ pub(crate) type NameId = u32;
 pub(crate) struct Interner<T: Eq + Hash + Clone> {
     items: Vec<T>,
     index: HashMap<T, u32>,
+    /// Names found lately (used by [`Interner::find_str`]).
+    cache: LookupCache,
 }
 
 impl<T: Eq + Hash + Clone> Default for Interner<T> {
@@ -41,6 +44,7 @@ impl<T: Eq + Hash + Clone> Default for Interner<T> {
         Interner {
             items: Vec::new(),
             index: HashMap::new(),
+            cache: LookupCache::default(),
         }
     }
 }
@@ -59,9 +63,14 @@ impl<T: Eq + Hash + Clone> Interner<T> {
         if let Some(&id) = self.index.get(item) {
             return id;
         }
+        self.push(item.clone())
+    }
+
+    /// Adds `item`, which is not interned yet.
+    fn push(&mut self, item: T) -> u32 {
         let id = self.items.len() as u32;
-        self.items.push(item.clone());
         self.index.insert(item.clone(), id);
+        self.items.push(item);
         id
     }
 
@@ -72,14 +81,111 @@ impl<T: Eq + Hash + Clone> Interner<T> {
     pub(crate) fn items(&self) -> &[T] {
         &self.items
     }
+
+    /// Makes room for `additional` more items.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.items.reserve(additional);
+        self.index.reserve(additional);
+    }
 }
 
 impl Interner<Box<str>> {
-    pub(crate) fn intern_str(&mut self, name: &str) -> NameId {
-        match self.find(name) {
-            Some(id) => id,
-            None => self.intern(&Box::from(name)),
+    /// The index of the name `name`, if interned. Lookups by name happen on every read and
+    /// write of a field, so recent answers are cached.
+    pub(crate) fn find_str(&self, name: &str) -> Option<NameId> {
+        let bytes = name.as_bytes();
+        let head = load_le(bytes);
+        let slot = LookupCache::slot(bytes, head);
+        let cached = self.cache.get(slot);
+        if let Some(item) = self.items.get(cached as usize) {
+            let item = item.as_bytes();
+            let equal = item.len() == bytes.len()
+                && if bytes.len() <= 8 {
+                    load_le(item) == head
+                } else {
+                    item == bytes
+                };
+            if equal {
+                return Some(cached);
+            }
         }
+        let id = self.find(name)?;
+        self.cache.set(slot, id);
+        Some(id)
+    }
+
+    pub(crate) fn intern_str(&mut self, name: &str) -> NameId {
+        match self.find_str(name) {
+            Some(id) => id,
+            None => self.push(Box::from(name)),
+        }
+    }
+}
+
+/// Up to eight bytes as a little-endian number, without a call to `memcpy`: the first eight
+/// bytes of longer slices; for shorter ones, a number that tells apart slices of the same
+/// length.
+fn load_le(bytes: &[u8]) -> u64 {
+    let n = bytes.len();
+    if n >= 8 {
+        u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"))
+    } else if n >= 4 {
+        // Two overlapping halves; the overlap holds the same bytes in both.
+        let low = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
+        let high = u32::from_le_bytes(bytes[n - 4..].try_into().expect("4 bytes"));
+        u64::from(low) | u64::from(high) << ((n - 4) * 8)
+    } else if n > 0 {
+        u64::from(bytes[0]) | u64::from(bytes[n / 2]) << 8 | u64::from(bytes[n - 1]) << 16
+    } else {
+        0
+    }
+}
+
+/// Slots of a [`LookupCache`].
+const CACHE_SLOTS: usize = 64;
+
+/// Names an interner found lately, by a cheap hash of their bytes. A hit is checked against
+/// the table and spares the keyed hash (SipHash) of the index, which dominated reads and
+/// writes by field name; a collision only costs a miss, so the cheap hash gives an attacker
+/// nothing to aim at. Atomics (relaxed: each slot is only a hint) let shared readers fill it.
+struct LookupCache([AtomicU32; CACHE_SLOTS]);
+
+impl LookupCache {
+    /// Where `name` is cached: a multiplicative hash of its length and its first and last
+    /// eight bytes (`head` is [`load_le`] of it).
+    fn slot(name: &[u8], head: u64) -> usize {
+        let n = name.len();
+        let tail = if n > 8 { load_le(&name[n - 8..]) } else { 0 };
+        let mixed = (head ^ tail.rotate_left(29) ^ n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (mixed >> (64 - CACHE_SLOTS.trailing_zeros())) as usize
+    }
+
+    /// The index cached in `slot` (`u32::MAX` when empty).
+    fn get(&self, slot: usize) -> u32 {
+        self.0[slot].load(AtomicOrdering::Relaxed)
+    }
+
+    fn set(&self, slot: usize, id: u32) {
+        self.0[slot].store(id, AtomicOrdering::Relaxed);
+    }
+}
+
+impl Default for LookupCache {
+    fn default() -> Self {
+        LookupCache(std::array::from_fn(|_| AtomicU32::new(u32::MAX)))
+    }
+}
+
+/// A clone's table holds the same items at the same indices, so the hints stay good.
+impl Clone for LookupCache {
+    fn clone(&self) -> Self {
+        LookupCache(std::array::from_fn(|slot| AtomicU32::new(self.get(slot))))
+    }
+}
+
+impl fmt::Debug for LookupCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LookupCache").finish_non_exhaustive()
     }
 }
 
@@ -121,7 +227,12 @@ pub(crate) struct CounterCell {
 
 /// Approximate stored size of a register, used for the document size limit.
 pub(crate) fn register_bytes(value: &Value) -> usize {
-    value.encoded_len() + 16
+    register_bytes_for(value.encoded_len())
+}
+
+/// [`register_bytes`] of a value whose encoded size is `encoded_len`.
+pub(crate) fn register_bytes_for(encoded_len: usize) -> usize {
+    encoded_len + 16
 }
 
 /// The fields of one document. Registers are sorted by name id, counter cells by
@@ -134,10 +245,39 @@ pub(crate) struct Document {
     pub(crate) bytes: usize,
 }
 
+/// Documents with up to this many registers are searched front to back: a random document's
+/// registers are usually not in the cache, and a scan lets the processor fetch them all at
+/// once, where a binary search waits for each probe before it knows the next.
+const SCANNED_REGISTERS: usize = 16;
+
 impl Document {
+    /// Where the register of field `name` is (`Ok`) or would go (`Err`).
+    pub(crate) fn register_position(&self, name: NameId) -> Result<usize, usize> {
+        let registers = &self.registers;
+        // Names are interned in the order they are first written, so in documents of one
+        // shape the register of name `n` is often the `n`th; a name past the last register
+        // (such as `_deleted` in documents never deleted) goes at the end.
+        if registers.get(name as usize).is_some_and(|r| r.name == name) {
+            return Ok(name as usize);
+        }
+        match registers.last() {
+            None => return Err(0),
+            Some(last) if last.name < name => return Err(registers.len()),
+            Some(_) => {}
+        }
+        if registers.len() <= SCANNED_REGISTERS {
+            match registers.iter().position(|r| r.name >= name) {
+                Some(i) if registers[i].name == name => Ok(i),
+                Some(i) => Err(i),
+                None => Err(registers.len()),
+            }
+        } else {
+            registers.binary_search_by_key(&name, |r| r.name)
+        }
+    }
+
     pub(crate) fn register(&self, name: NameId) -> Option<&Register> {
-        self.registers
-            .binary_search_by_key(&name, |r| r.name)
+        self.register_position(name)
             .ok()
             .map(|i| &self.registers[i])
     }
@@ -160,10 +300,7 @@ impl Document {
         register: Register,
         wins: impl FnOnce(&Register, &Register) -> bool,
     ) -> bool {
-        match self
-            .registers
-            .binary_search_by_key(&register.name, |r| r.name)
-        {
+        match self.register_position(register.name) {
             Ok(i) => {
                 let current = &mut self.registers[i];
                 if !wins(&register, current) {
@@ -179,6 +316,82 @@ impl Document {
             }
         }
         true
+    }
+
+    /// Puts `register` in place of the register with the same name, whatever it holds, and
+    /// returns the register it replaced.
+    pub(crate) fn replace_register(&mut self, register: Register) -> Option<Register> {
+        self.bytes += register_bytes(&register.value);
+        match self.register_position(register.name) {
+            Ok(i) => {
+                let old = std::mem::replace(&mut self.registers[i], register);
+                self.bytes -= register_bytes(&old.value);
+                Some(old)
+            }
+            Err(i) => {
+                self.registers.insert(i, register);
+                None
+            }
+        }
+    }
+
+    /// [`Document::replace_register`] where the caller has found the register's position
+    /// (from [`Document::register_position`]) and knows the sizes of the new register and of
+    /// the one it replaces (0 if none).
+    pub(crate) fn replace_register_at(
+        &mut self,
+        position: Result<usize, usize>,
+        register: Register,
+        new_size: usize,
+        old_size: usize,
+    ) -> Option<Register> {
+        debug_assert_eq!(position, self.register_position(register.name));
+        debug_assert_eq!(new_size, register_bytes(&register.value));
+        self.bytes = self.bytes - old_size + new_size;
+        match position {
+            Ok(i) => {
+                let old = std::mem::replace(&mut self.registers[i], register);
+                debug_assert_eq!(old_size, register_bytes(&old.value));
+                Some(old)
+            }
+            Err(i) => {
+                debug_assert_eq!(old_size, 0);
+                self.registers.insert(i, register);
+                None
+            }
+        }
+    }
+
+    /// Removes the register of field `name`, returning it.
+    pub(crate) fn remove_register(&mut self, name: NameId) -> Option<Register> {
+        let i = self.register_position(name).ok()?;
+        let old = self.registers.remove(i);
+        self.bytes -= register_bytes(&old.value);
+        Some(old)
+    }
+
+    /// Puts `cell` in place of the same device's cell for the same field, whatever it holds,
+    /// and returns the cell it replaced.
+    pub(crate) fn replace_cell(&mut self, cell: CounterCell) -> Option<CounterCell> {
+        match self
+            .counters
+            .binary_search_by_key(&(cell.name, cell.device), |c| (c.name, c.device))
+        {
+            Ok(i) => Some(std::mem::replace(&mut self.counters[i], cell)),
+            Err(i) => {
+                self.counters.insert(i, cell);
+                None
+            }
+        }
+    }
+
+    /// Removes one device's cell of field `name`, returning it.
+    pub(crate) fn remove_cell(&mut self, name: NameId, device: DeviceIdx) -> Option<CounterCell> {
+        let i = self
+            .counters
+            .binary_search_by_key(&(name, device), |c| (c.name, c.device))
+            .ok()?;
+        Some(self.counters.remove(i))
     }
 
     /// Puts `cell` in place of the same device's cell for the same field, if `wins` says so.
@@ -308,11 +521,6 @@ impl State {
             self.collections.insert(name.into(), Collection::default());
         }
         self.collections.get_mut(name).expect("inserted above")
-    }
-
-    /// The document `id` of `collection`, created empty if missing.
-    pub(crate) fn document_mut(&mut self, collection: &str, id: &str) -> &mut Document {
-        self.collection_mut(collection).document_mut(id)
     }
 
     /// Orders two stamps of this state: by clock, then by device id bytes.
@@ -556,6 +764,9 @@ impl State {
         name: NameId,
     ) -> Option<Cow<'a, Value>> {
         let register = doc.register(name);
+        if doc.counters.is_empty() {
+            return register.map(|r| Cow::Borrowed(&r.value));
+        }
         let epoch = register.map(Register::stamp);
         let mut counted = false;
         let mut sum: i128 = 0;
@@ -575,7 +786,7 @@ impl State {
     /// Whether `doc` is soft-deleted: its `_deleted` register holds `true`.
     pub(crate) fn is_deleted(&self, doc: &Document) -> bool {
         self.names
-            .find(DELETED_FIELD)
+            .find_str(DELETED_FIELD)
             .and_then(|name| doc.register(name))
             .is_some_and(|r| r.value == Value::Bool(true))
     }
@@ -731,6 +942,94 @@ impl<'de> serde::Deserialize<'de> for Hlc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn register_positions_agree_with_a_binary_search() {
+        let register = |name| Register {
+            name,
+            device: 0,
+            hlc: Hlc::ZERO,
+            value: Value::Null,
+        };
+        for names in [
+            vec![],
+            vec![0],
+            vec![3],
+            vec![0, 1, 2],
+            vec![1, 2, 3],
+            vec![0, 2, 5, 7],
+            (0..40).collect(),
+            (0..40).filter(|n| n % 3 != 0).collect(),
+            (5..30).collect(),
+        ] {
+            let doc = Document {
+                registers: names.iter().map(|&n| register(n)).collect(),
+                ..Document::default()
+            };
+            for name in 0..45 {
+                assert_eq!(
+                    doc.register_position(name),
+                    names.binary_search(&name),
+                    "{name} in {names:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn load_le_tells_apart_slices_of_one_length() {
+        let words: Vec<&[u8]> = vec![
+            b"",
+            b"a",
+            b"b",
+            b"ab",
+            b"ba",
+            b"aa",
+            b"abc",
+            b"acb",
+            b"abcd",
+            b"abce",
+            b"bbcd",
+            b"abcde",
+            b"abcdf",
+            b"bbcde",
+            b"abdde",
+            b"abcdef",
+            b"abcdefg",
+            b"abcdefh",
+            b"abcdefgh",
+            b"\0",
+            b"\0\0",
+            b"\0\0\0",
+        ];
+        for a in &words {
+            for b in &words {
+                if a.len() == b.len() {
+                    assert_eq!(load_le(a) == load_le(b), a == b, "{a:?} {b:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn names_are_found_through_the_cache_and_around_it() {
+        let mut names: Interner<Box<str>> = Interner::default();
+        let all: Vec<String> = (0..500)
+            .map(|i| format!("{}{i}", "n".repeat(i % 20)))
+            .collect();
+        for (i, name) in all.iter().enumerate() {
+            assert_eq!(names.intern_str(name), i as u32);
+        }
+        for _ in 0..2 {
+            for (i, name) in all.iter().enumerate() {
+                assert_eq!(names.find_str(name), Some(i as u32));
+                assert_eq!(names.clone().find_str(name), Some(i as u32));
+            }
+        }
+        for missing in ["", "n", "nn0", "x", "nnnnnnnnnnnnnnnnnnnnnnnn"] {
+            assert_eq!(names.find_str(missing), None, "{missing:?}");
+        }
+    }
 
     #[test]
     fn in_memory_entries_stay_small() {

@@ -260,13 +260,10 @@ pub(crate) const fn unzigzag(u: u64) -> i64 {
     ((u >> 1) as i64) ^ -((u & 1) as i64)
 }
 
-pub(crate) const fn varint_len(mut u: u64) -> usize {
-    let mut len = 1;
-    while u >= 0x80 {
-        u >>= 7;
-        len += 1;
-    }
-    len
+pub(crate) const fn varint_len(u: u64) -> usize {
+    // One byte per 7 significant bits, at least one: no loop, as sizing runs on every write.
+    let bits = 64 - (u | 1).leading_zeros() as usize;
+    bits.div_ceil(7)
 }
 
 /// Checks a collection name: 1–64 bytes of ASCII letters, digits, `_` and `-`, starting with a
@@ -451,6 +448,23 @@ mod tests {
         assert!(validate_field_name("price").is_ok());
         assert!(validate_document_id("").is_err());
         assert!(validate_document_id("日本").is_ok());
+    }
+
+    #[test]
+    fn varint_len_counts_seven_bits_a_byte() {
+        for (u, len) in [
+            (0, 1),
+            (1, 1),
+            (0x7f, 1),
+            (0x80, 2),
+            (0x3fff, 2),
+            (0x4000, 3),
+        ] {
+            assert_eq!(varint_len(u), len, "{u:#x}");
+        }
+        assert_eq!(varint_len(u64::MAX), 10);
+        assert_eq!(varint_len(1 << 63), 10);
+        assert_eq!(varint_len((1 << 63) - 1), 9);
     }
 
     #[test]
