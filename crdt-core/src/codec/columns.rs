@@ -66,18 +66,33 @@ pub(crate) fn put_column(out: &mut Vec<u8>, values: &[i64]) {
     }
 }
 
-/// A column being read: its blocks are located when it is opened and unpacked one at a time
-/// as values are taken, so reading a state never holds its columns in memory at once.
-#[derive(Debug)]
+/// A column being read: its blocks are located when it is opened, and values are unpacked
+/// straight from the bits as they are taken, so reading a state holds no column in memory and
+/// a one-value column costs next to nothing. A clone reads the same values again.
+#[derive(Clone, Debug)]
 pub(crate) struct Column<'a> {
-    /// Positioned at the next block to unpack.
+    /// Positioned just past the block being read.
     blocks: Reader<'a>,
+    /// Values in the blocks not yet started.
+    left: usize,
+    block: Block<'a>,
+}
+
+/// The block a [`Column`] is taking values from.
+#[derive(Clone, Debug, Default)]
+struct Block<'a> {
+    /// Packed bytes not yet read.
+    packed: &'a [u8],
+    base: i64,
+    width: u32,
     /// Values not yet taken.
     left: usize,
-    block: [i64; BLOCK_LEN],
-    /// `block[next..filled]` are unpacked and not yet taken.
-    next: usize,
-    filled: usize,
+    /// Bits read from `packed` and not yet taken: at most 7 plus one width.
+    pending: u128,
+    pending_bits: u32,
+    /// The least and greatest offsets taken, for the canonical checks at the block's end.
+    least: u64,
+    greatest: u64,
 }
 
 impl<'a> Column<'a> {
@@ -100,79 +115,79 @@ impl<'a> Column<'a> {
         Ok(Column {
             blocks,
             left: len,
-            block: [0; BLOCK_LEN],
-            next: 0,
-            filled: 0,
+            block: Block::default(),
         })
     }
 
     /// The next value. Taking more than the column holds is an error, not a panic.
     pub(crate) fn take(&mut self) -> Result<i64, DecodeError> {
-        if self.next == self.filled {
-            self.unpack()?;
+        if self.block.left == 0 {
+            self.start_block()?;
         }
-        let value = self.block[self.next];
-        self.next += 1;
+        let b = &mut self.block;
+        let mut offset = 0;
+        if b.width > 0 {
+            while b.pending_bits < b.width {
+                // The block holds exactly ⌈n·width/8⌉ bytes, so this never runs dry.
+                let Some((&byte, rest)) = b.packed.split_first() else {
+                    return Err(self.blocks.malformed("column block shorter than its width"));
+                };
+                b.packed = rest;
+                b.pending |= u128::from(byte) << b.pending_bits;
+                b.pending_bits += 8;
+            }
+            offset = b.pending as u64 & (u64::MAX >> (64 - b.width));
+            b.pending >>= b.width;
+            b.pending_bits -= b.width;
+        }
+        b.least = b.least.min(offset);
+        b.greatest = b.greatest.max(offset);
+        b.left -= 1;
+        let value = b
+            .base
+            .checked_add_unsigned(offset)
+            .ok_or_else(|| self.blocks.malformed("column value overflows 64 bits"))?;
+        if self.block.left == 0 {
+            self.finish_block()?;
+        }
         Ok(value)
     }
 
-    /// Unpacks the next block, checking that [`put_column`] would have written it.
-    fn unpack(&mut self) -> Result<(), DecodeError> {
+    fn start_block(&mut self) -> Result<(), DecodeError> {
         let r = &mut self.blocks;
         if self.left == 0 {
             return Err(r.malformed("column read past its end"));
         }
         let n = BLOCK_LEN.min(self.left);
         self.left -= n;
-        self.next = 0;
-        self.filled = n;
         let base = unzigzag(r.varint()?);
         let width = block_width(r, n)?;
         let packed = r.take((n * width as usize).div_ceil(8))?;
-        if width == 0 {
-            self.block[..n].fill(base);
-            return Ok(());
-        }
-        let mask = u64::MAX >> (64 - width);
-        let mut bytes = packed.iter();
-        let mut pending: u128 = 0;
-        let mut pending_bits = 0u32;
-        let (mut least, mut greatest) = (u64::MAX, 0u64);
-        for slot in &mut self.block[..n] {
-            while pending_bits < width {
-                // `packed` holds exactly ⌈n·width/8⌉ bytes, so this never runs dry.
-                let Some(&byte) = bytes.next() else {
-                    return Err(r.malformed("column block shorter than its width"));
-                };
-                pending |= u128::from(byte) << pending_bits;
-                pending_bits += 8;
-            }
-            let offset = pending as u64 & mask;
-            pending >>= width;
-            pending_bits -= width;
-            least = least.min(offset);
-            greatest = greatest.max(offset);
-            *slot = base
-                .checked_add_unsigned(offset)
-                .ok_or_else(|| r.malformed("column value overflows 64 bits"))?;
-        }
-        if pending != 0 {
+        self.block = Block {
+            packed,
+            base,
+            width,
+            left: n,
+            least: u64::MAX,
+            ..Block::default()
+        };
+        Ok(())
+    }
+
+    /// Checks, once a block's values are all taken, that [`put_column`] would have written it.
+    fn finish_block(&self) -> Result<(), DecodeError> {
+        let (b, r) = (&self.block, &self.blocks);
+        if b.pending != 0 {
             return Err(r.non_canonical("column padding bits are set"));
         }
-        if least != 0 {
+        if b.least != 0 {
             return Err(r.non_canonical("column block base is not its least value"));
         }
-        if bit_width(greatest) != width {
+        if bit_width(b.greatest) != b.width {
             return Err(r.non_canonical("column block width is not minimal"));
         }
         Ok(())
     }
-}
-
-/// Reads a whole column of `len` values into memory, for the short per-document columns.
-pub(crate) fn read_column(r: &mut Reader<'_>, len: usize) -> Result<Vec<i64>, DecodeError> {
-    let mut column = Column::open(r, len)?;
-    (0..len).map(|_| column.take()).collect()
 }
 
 /// The width of a block of `n` values: read, unless the block holds one value (width 0).
@@ -195,6 +210,11 @@ fn bit_width(v: u64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn read_column(r: &mut Reader<'_>, len: usize) -> Result<Vec<i64>, DecodeError> {
+        let mut column = Column::open(r, len)?;
+        (0..len).map(|_| column.take()).collect()
+    }
 
     fn round_trip(values: &[i64]) -> Vec<u8> {
         let mut out = Vec::new();

@@ -31,7 +31,7 @@
 
 use std::collections::BTreeMap;
 
-use super::columns::{Column, put_column, read_column};
+use super::columns::{Column, put_column};
 use super::{
     CanonicalTables, HlcChain, MAX_TAG, Reader, TAG_INT, TableUse, common_prefix, decode_payload,
     encode_payload, put_bytes, put_cells, put_varint, read_cells, value_tag,
@@ -250,10 +250,14 @@ pub(super) fn decode(mut r: Reader<'_>) -> Result<State, DecodeError> {
         collections.push((name, docs));
     }
 
-    let shared = read_column(&mut r, document_count)?;
-    let suffix_lengths = read_column(&mut r, document_count)?;
+    // Each per-document column is read twice: once here to check it and sum it, once as the
+    // documents are built (a clone of a column reads it again, without holding it in memory).
+    let mut shared = Column::open(&mut r, document_count)?;
+    let mut suffix_lengths = Column::open(&mut r, document_count)?;
     let mut suffix_total: usize = 0;
-    for &len in &suffix_lengths {
+    let mut scan = suffix_lengths.clone();
+    for _ in 0..document_count {
+        let len = scan.take()?;
         if !(1..=MAX_DOCUMENT_ID_BYTES as i64).contains(&len) {
             return Err(r.malformed("invalid document id suffix length"));
         }
@@ -261,11 +265,13 @@ pub(super) fn decode(mut r: Reader<'_>) -> Result<State, DecodeError> {
     }
     let mut suffixes = r.clone();
     r.take(suffix_total)?;
-    let register_counts = read_column(&mut r, document_count)?;
-    let cell_counts = read_column(&mut r, document_count)?;
+    let mut register_counts = Column::open(&mut r, document_count)?;
+    let mut cell_counts = Column::open(&mut r, document_count)?;
     let mut register_total: usize = 0;
     let mut documents_with_registers: usize = 0;
-    for (&registers, &cells) in register_counts.iter().zip(&cell_counts) {
+    let (mut registers_scan, mut cells_scan) = (register_counts.clone(), cell_counts.clone());
+    for _ in 0..document_count {
+        let (registers, cells) = (registers_scan.take()?, cells_scan.take()?);
         if !(0..=tables.name_count() as i64).contains(&registers) || cells < 0 {
             return Err(r.malformed("document entry count out of range"));
         }
@@ -278,16 +284,15 @@ pub(super) fn decode(mut r: Reader<'_>) -> Result<State, DecodeError> {
 
     let mut registers = RegisterReader::open(&mut r, register_total, documents_with_registers)?;
     let mut documents: Vec<Vec<(Box<str>, Document)>> = Vec::with_capacity(collections.len());
-    let mut document = 0;
     for &(_, count) in &collections {
         let mut docs = Vec::with_capacity(count);
         let mut previous_id: &[u8] = &[];
         for _ in 0..count {
-            let shared = usize::try_from(shared[document])
+            let shared = usize::try_from(shared.take()?)
                 .ok()
                 .filter(|&s| s <= previous_id.len())
                 .ok_or_else(|| r.malformed("document id prefix longer than the previous id"))?;
-            let suffix = suffixes.take(suffix_lengths[document] as usize)?;
+            let suffix = suffixes.take(suffix_lengths.take()? as usize)?;
             let mut id = Vec::with_capacity(shared + suffix.len());
             id.extend_from_slice(&previous_id[..shared]);
             id.extend_from_slice(suffix);
@@ -302,11 +307,10 @@ pub(super) fn decode(mut r: Reader<'_>) -> Result<State, DecodeError> {
             let id = String::from_utf8(id)
                 .map_err(|_| r.malformed("document id is not UTF-8"))?
                 .into_boxed_str();
-            let doc =
-                registers.document(&mut r, register_counts[document] as usize, &mut tables)?;
+            let count = register_counts.take()? as usize;
+            let doc = registers.document(&mut r, count, &mut tables)?;
             docs.push((id, doc));
             previous_id = docs.last().map_or(&[], |(id, _)| id.as_bytes());
-            document += 1;
         }
         documents.push(docs);
     }
@@ -314,10 +318,9 @@ pub(super) fn decode(mut r: Reader<'_>) -> Result<State, DecodeError> {
 
     // The cells follow every payload, so they are read on a second pass over the documents.
     let mut cell_chain = HlcChain::default();
-    let mut cell_counts = cell_counts.iter();
     for docs in &mut documents {
         for (_, doc) in docs.iter_mut() {
-            let count = cell_counts.next().copied().unwrap_or(0) as usize;
+            let count = cell_counts.take()? as usize;
             if count > 0 {
                 doc.counters = read_cells(&mut r, count, &mut tables, &mut cell_chain)?;
             }
@@ -336,6 +339,14 @@ pub(super) fn decode(mut r: Reader<'_>) -> Result<State, DecodeError> {
     Ok(state)
 }
 
+/// A value tag read from the tag column, refused if this version does not know it.
+fn tag(r: &Reader<'_>, raw: i64) -> Result<u8, DecodeError> {
+    u8::try_from(raw)
+        .ok()
+        .filter(|&t| t <= MAX_TAG)
+        .ok_or_else(|| r.malformed("unknown value tag"))
+}
+
 /// The register columns being read, one cursor each, and the clock reference chain.
 struct RegisterReader<'a> {
     name_gaps: Column<'a>,
@@ -344,8 +355,9 @@ struct RegisterReader<'a> {
     first_counters: Column<'a>,
     millis: Column<'a>,
     counters: Column<'a>,
-    /// Unpacked whole: the int column's length is the number of int tags.
-    tags: std::vec::IntoIter<u8>,
+    tags: Column<'a>,
+    /// Tags not yet taken.
+    tags_left: usize,
     ints: Column<'a>,
     anchor: Hlc,
 }
@@ -363,16 +375,12 @@ impl<'a> RegisterReader<'a> {
         let first_counters = Column::open(r, documents)?;
         let millis = Column::open(r, count - documents)?;
         let counters = Column::open(r, count - documents)?;
-        let mut tag_column = Column::open(r, count)?;
-        let mut tags = Vec::with_capacity(count);
+        // The int column's length is the number of int tags: the tags are read twice.
+        let tags = Column::open(r, count)?;
+        let mut scan = tags.clone();
         let mut int_count = 0;
         for _ in 0..count {
-            let tag = u8::try_from(tag_column.take()?)
-                .ok()
-                .filter(|&t| t <= MAX_TAG)
-                .ok_or_else(|| r.malformed("unknown value tag"))?;
-            int_count += usize::from(tag == TAG_INT);
-            tags.push(tag);
+            int_count += usize::from(tag(r, scan.take()?)? == TAG_INT);
         }
         let ints = Column::open(r, int_count)?;
         Ok(RegisterReader {
@@ -382,7 +390,8 @@ impl<'a> RegisterReader<'a> {
             first_counters,
             millis,
             counters,
-            tags: tags.into_iter(),
+            tags,
+            tags_left: count,
             ints,
             anchor: Hlc::ZERO,
         })
@@ -420,10 +429,10 @@ impl<'a> RegisterReader<'a> {
                 apply_clock_delta(r, reference, millis, counter)?
             };
             reference = hlc;
-            let value = match self.tags.next() {
-                Some(TAG_INT) => Value::Int(self.ints.take()?),
-                Some(tag) => decode_payload(r, tag, 0)?,
-                None => return Err(r.malformed("column read past its end")),
+            self.tags_left = self.tags_left.wrapping_sub(1);
+            let value = match tag(r, self.tags.take()?)? {
+                TAG_INT => Value::Int(self.ints.take()?),
+                other => decode_payload(r, other, 0)?,
             };
             doc.bytes += register_bytes(&value);
             doc.registers.push(Register {
@@ -439,7 +448,7 @@ impl<'a> RegisterReader<'a> {
     /// Every column must have been read to its end (the counts guarantee it; this keeps the
     /// guarantee checked).
     fn finish(&self, r: &Reader<'_>) -> Result<(), DecodeError> {
-        if self.tags.len() != 0 {
+        if self.tags_left != 0 {
             return Err(r.malformed("register columns longer than the documents"));
         }
         Ok(())
