@@ -293,6 +293,14 @@ impl Document {
         self.registers.is_empty() && self.counters.is_empty()
     }
 
+    /// Appends `register`, whose name sorts after every register held (as a decoder reads
+    /// them), and counts its size.
+    pub(crate) fn push_register(&mut self, register: Register) {
+        debug_assert!(self.registers.last().is_none_or(|r| r.name < register.name));
+        self.bytes += register_bytes(&register.value);
+        self.registers.push(register);
+    }
+
     /// Puts `register` in place of the register with the same name, if `wins` says so
     /// (always when there is none). Returns whether the document changed.
     pub(crate) fn offer_register(

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use super::{HlcChain, MIN_CELL_BYTES, Reader, TableUse, common_prefix, decode_value, read_cells};
 use crate::error::DecodeError;
-use crate::state::{Collection, Document, Register, State, register_bytes};
+use crate::state::{Collection, Document, Register, State};
 use crate::value::{MAX_COLLECTION_NAME_BYTES, MAX_DOCUMENT_ID_BYTES, validate_collection_name};
 
 /// The fewest bytes a register takes: name gap, clock, device and tag.
@@ -106,8 +106,7 @@ fn document(
         let device_idx = r.varint()?;
         let device = tables.device(r, device_idx)?;
         let value = decode_value(r, 0)?;
-        doc.bytes += register_bytes(&value);
-        doc.registers.push(Register {
+        doc.push_register(Register {
             name,
             device,
             hlc,

@@ -38,7 +38,7 @@ use super::{
 };
 use crate::clock::{HLC_MILLIS_BITS, Hlc};
 use crate::error::DecodeError;
-use crate::state::{Collection, Document, Register, State, register_bytes};
+use crate::state::{Collection, Document, Register, State};
 use crate::value::{
     MAX_COLLECTION_NAME_BYTES, MAX_DOCUMENT_ID_BYTES, Value, validate_collection_name,
 };
@@ -434,8 +434,7 @@ impl<'a> RegisterReader<'a> {
                 TAG_INT => Value::Int(self.ints.take()?),
                 other => decode_payload(r, other, 0)?,
             };
-            doc.bytes += register_bytes(&value);
-            doc.registers.push(Register {
+            doc.push_register(Register {
                 name,
                 device,
                 hlc,
