@@ -104,40 +104,23 @@ function encodeCompact(ops) {
   const numbers = new Float64Array((ops.length / 5) * NUMBERS_PER_WRITE);
   let text = '';
   let json = null;
-  let collection = null;
-  let id = null;
-  let field = null;
+  // The previous write's names by slot: 1 collection, 2 document id, 3 field.
+  const previous = [null, null, null, null];
   for (let i = 0, n = 0; i < ops.length; i += 5, n += NUMBERS_PER_WRITE) {
     numbers[n] = ops[i];
-    const c = ops[i + 1];
-    if (typeof c !== 'string') return null;
-    if (c === collection) {
-      numbers[n + 1] = NAME_SAME;
-    } else {
-      text += c;
-      numbers[n + 1] = c.length;
-      collection = c;
-    }
-    const d = ops[i + 2];
-    if (typeof d !== 'string') return null;
-    if (d === id) {
-      numbers[n + 2] = NAME_SAME;
-    } else {
-      text += d;
-      numbers[n + 2] = d.length;
-      id = d;
-    }
-    const f = ops[i + 3];
-    if (f === null) {
-      numbers[n + 3] = NAME_NONE;
-    } else if (typeof f !== 'string') {
-      return null;
-    } else if (f === field) {
-      numbers[n + 3] = NAME_SAME;
-    } else {
-      text += f;
-      numbers[n + 3] = f.length;
-      field = f;
+    for (let slot = 1; slot <= 3; slot++) {
+      const name = ops[i + slot];
+      if (name === null && slot === 3) {
+        numbers[n + slot] = NAME_NONE; // only a field may be absent
+      } else if (typeof name !== 'string') {
+        return null;
+      } else if (name === previous[slot]) {
+        numbers[n + slot] = NAME_SAME;
+      } else {
+        text += name;
+        numbers[n + slot] = name.length;
+        previous[slot] = name;
+      }
     }
     const value = ops[i + 4];
     switch (typeof value) {
