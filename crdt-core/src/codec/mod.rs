@@ -664,7 +664,7 @@ mod tests {
     }
 
     #[test]
-    fn columns_must_agree_with_the_documents() {
+    fn every_truncation_is_refused() {
         let state = every_kind();
         let bytes = state.encode();
         // Every truncation is refused with an error, never a panic.
