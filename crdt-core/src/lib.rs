@@ -4,6 +4,7 @@ mod certificate;
 mod clock;
 mod codec;
 mod device;
+mod doc_id;
 mod error;
 mod pack;
 mod query;

@@ -9,7 +9,7 @@ use crate::device::DeviceId;
 use crate::error::WriteError;
 use crate::query::Query;
 use crate::state::{
-    Collection, CounterCell, DeviceIdx, Document, LocalStamp, NameId, Register, State,
+    Collection, CounterCell, DeviceIdx, DocId, Document, LocalStamp, NameId, Register, State,
     VersionVector, counter_value, register_bytes, register_bytes_for,
 };
 use crate::value::{
@@ -225,7 +225,7 @@ impl Replica {
     /// A document, deleted or not.
     pub fn get_any<'a>(&'a self, collection: &str, id: &str) -> Option<DocumentRef<'a>> {
         let (collection, docs) = self.state.collections.get_key_value(collection)?;
-        let (id, doc) = docs.docs.get_key_value(id)?;
+        let (id, doc) = docs.docs.get_key_value(&DocId::from(id))?;
         Some(DocumentRef {
             state: &self.state,
             collection,
@@ -460,20 +460,11 @@ impl RunKey {
     }
 }
 
-/// The first eight bytes of `id`, zero-padded, as a big-endian number: ordered like the ids
-/// whenever they differ.
-fn id_prefix(id: &str) -> u64 {
-    let mut bytes = [0; 8];
-    let n = id.len().min(8);
-    bytes[..n].copy_from_slice(&id.as_bytes()[..n]);
-    u64::from_be_bytes(bytes)
-}
-
 #[derive(Clone, Debug)]
 struct Run {
     /// Index into [`Log::collections`].
     collection: usize,
-    id: Box<str>,
+    id: DocId,
     /// Whether the transaction created the document.
     created: bool,
     start: usize,
@@ -531,11 +522,11 @@ impl Drop for Writer<'_> {
 fn create_document<'c>(
     collections: &'c mut BTreeMap<Box<str>, Collection>,
     collection: &str,
-    id: &str,
+    id: &DocId,
 ) -> (&'c mut Document, bool) {
     let created_collection = !collections.contains_key(collection);
     let coll = collections.entry(collection.into()).or_default();
-    (coll.docs.entry(id.into()).or_default(), created_collection)
+    (coll.docs.entry(id.clone()).or_default(), created_collection)
 }
 
 impl Writer<'_> {
@@ -586,7 +577,7 @@ impl Writer<'_> {
     fn record(
         &mut self,
         collection: &str,
-        id: &str,
+        id: &DocId,
         created_collection: bool,
         created_doc: bool,
         entry: Entry,
@@ -596,7 +587,7 @@ impl Writer<'_> {
             && log
                 .runs
                 .last()
-                .is_some_and(|r| *r.id == *id && *log.collections[r.collection].0 == *collection);
+                .is_some_and(|r| r.id == *id && *log.collections[r.collection].0 == *collection);
         if !same_run {
             let slot = match log
                 .collections
@@ -612,7 +603,7 @@ impl Writer<'_> {
             };
             log.runs.push(Run {
                 collection: slot,
-                id: id.into(),
+                id: id.clone(),
                 created: created_doc,
                 start: log.entries.len(),
             });
@@ -708,7 +699,7 @@ impl Writer<'_> {
         order.extend(
             runs.iter()
                 .enumerate()
-                .map(|(run, r)| RunKey::new(r.collection, id_prefix(&r.id), run)),
+                .map(|(run, r)| RunKey::new(r.collection, r.id.head(), run)),
         );
         order.sort_unstable();
         for group in order.chunk_by_mut(|a, b| a.0 >> 32 == b.0 >> 32) {
@@ -721,7 +712,7 @@ impl Writer<'_> {
                 });
             }
         }
-        let mut docs: Vec<Vec<(Box<str>, Document)>> = collections
+        let mut docs: Vec<Vec<(DocId, Document)>> = collections
             .iter()
             .map(|_| {
                 Vec::with_capacity(if collections.len() == 1 {
@@ -800,9 +791,10 @@ impl Writer<'_> {
             names,
             collections,
         } = state;
+        let key = DocId::from(id);
         let doc = collections
             .get_mut(collection)
-            .and_then(|c| c.docs.get_mut(id));
+            .and_then(|c| c.docs.get_mut(&key));
         let name = names.find_str(field);
         // Where the field's register is or goes: a new name's index is the greatest, so its
         // register goes last.
@@ -842,7 +834,7 @@ impl Writer<'_> {
         let (doc, created_collection, created_doc) = match doc {
             Some(doc) => (doc, false, false),
             None => {
-                let (doc, created_collection) = create_document(collections, collection, id);
+                let (doc, created_collection) = create_document(collections, collection, &key);
                 (doc, created_collection, true)
             }
         };
@@ -855,7 +847,7 @@ impl Writer<'_> {
         );
         self.record(
             collection,
-            id,
+            &key,
             created_collection,
             created_doc,
             Entry::Register { new: register, old },
@@ -1085,17 +1077,18 @@ impl Writer<'_> {
             }),
             total,
         };
+        let key = DocId::from(id);
         let exists = collections
             .get(collection)
-            .is_some_and(|c| c.docs.contains_key(id));
+            .is_some_and(|c| c.docs.contains_key(&key));
         let (doc, created_collection, created_doc) = if exists {
             let doc = collections
                 .get_mut(collection)
-                .and_then(|c| c.docs.get_mut(id))
+                .and_then(|c| c.docs.get_mut(&key))
                 .expect("it exists");
             (doc, false, false)
         } else {
-            let (doc, created_collection) = create_document(collections, collection, id);
+            let (doc, created_collection) = create_document(collections, collection, &key);
             (doc, created_collection, true)
         };
         let applied = doc
@@ -1116,7 +1109,7 @@ impl Writer<'_> {
         }
         self.record(
             collection,
-            id,
+            &key,
             created_collection,
             created_doc,
             Entry::Cell {

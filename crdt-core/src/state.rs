@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
 
 use crate::clock::{Hlc, Stamp};
 use crate::device::DeviceId;
+pub(crate) use crate::doc_id::DocId;
 use crate::value::{DELETED_FIELD, Value};
 
 /// Index of a device in a state's device table.
@@ -427,14 +428,14 @@ impl Document {
 /// The documents of one collection, by id.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Collection {
-    pub(crate) docs: BTreeMap<Box<str>, Document>,
+    pub(crate) docs: BTreeMap<DocId, Document>,
 }
 
 impl Collection {
     /// The document `id`, created empty if missing (the id is copied only then).
-    pub(crate) fn document_mut(&mut self, id: &str) -> &mut Document {
+    pub(crate) fn document_mut(&mut self, id: &DocId) -> &mut Document {
         if !self.docs.contains_key(id) {
-            self.docs.insert(id.into(), Document::default());
+            self.docs.insert(id.clone(), Document::default());
         }
         self.docs.get_mut(id).expect("inserted above")
     }
@@ -512,7 +513,7 @@ impl State {
     }
 
     pub(crate) fn document(&self, collection: &str, id: &str) -> Option<&Document> {
-        self.collections.get(collection)?.docs.get(id)
+        self.collections.get(collection)?.docs.get(&DocId::from(id))
     }
 
     pub(crate) fn device(&self, idx: DeviceIdx) -> DeviceId {

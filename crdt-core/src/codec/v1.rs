@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use super::{HlcChain, MIN_CELL_BYTES, Reader, TableUse, common_prefix, decode_value, read_cells};
 use crate::error::DecodeError;
-use crate::state::{Collection, Document, Register, State};
+use crate::state::{Collection, DocId, Document, Register, State};
 use crate::value::{MAX_COLLECTION_NAME_BYTES, MAX_DOCUMENT_ID_BYTES, validate_collection_name};
 
 /// The fewest bytes a register takes: name gap, clock, device and tag.
@@ -66,7 +66,7 @@ pub(super) fn decode(mut r: Reader<'_>) -> Result<State, DecodeError> {
             let id_str =
                 std::str::from_utf8(&id).map_err(|_| r.malformed("document id is not UTF-8"))?;
             let doc = document(&mut r, &mut tables, &mut chain)?;
-            docs.insert(Box::from(id_str), doc);
+            docs.insert(DocId::from(id_str), doc);
             previous_id = id;
         }
         state

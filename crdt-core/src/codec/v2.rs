@@ -38,7 +38,7 @@ use super::{
 };
 use crate::clock::{HLC_MILLIS_BITS, Hlc};
 use crate::error::DecodeError;
-use crate::state::{Collection, Document, Register, State};
+use crate::state::{Collection, DocId, Document, Register, State};
 use crate::value::{
     MAX_COLLECTION_NAME_BYTES, MAX_DOCUMENT_ID_BYTES, Value, validate_collection_name,
 };
@@ -283,7 +283,7 @@ pub(super) fn decode(mut r: Reader<'_>) -> Result<State, DecodeError> {
     }
 
     let mut registers = RegisterReader::open(&mut r, register_total, documents_with_registers)?;
-    let mut documents: Vec<Vec<(Box<str>, Document)>> = Vec::with_capacity(collections.len());
+    let mut documents: Vec<Vec<(DocId, Document)>> = Vec::with_capacity(collections.len());
     for &(_, count) in &collections {
         let mut docs = Vec::with_capacity(count);
         let mut previous_id: &[u8] = &[];
@@ -304,9 +304,9 @@ pub(super) fn decode(mut r: Reader<'_>) -> Result<State, DecodeError> {
             {
                 return Err(r.non_canonical("document ids out of order or prefix not maximal"));
             }
-            let id = String::from_utf8(id)
-                .map_err(|_| r.malformed("document id is not UTF-8"))?
-                .into_boxed_str();
+            let id = std::str::from_utf8(&id)
+                .map(DocId::from)
+                .map_err(|_| r.malformed("document id is not UTF-8"))?;
             let count = register_counts.take()? as usize;
             let doc = registers.document(&mut r, count, &mut tables)?;
             docs.push((id, doc));
@@ -331,7 +331,7 @@ pub(super) fn decode(mut r: Reader<'_>) -> Result<State, DecodeError> {
 
     for ((name, _), docs) in collections.into_iter().zip(documents) {
         // Ids are ascending, so the map is built in one pass.
-        let docs: BTreeMap<Box<str>, Document> = docs.into_iter().collect();
+        let docs: BTreeMap<DocId, Document> = docs.into_iter().collect();
         state
             .collections
             .insert(Box::from(name), Collection { docs });
