@@ -35,10 +35,16 @@ pub(crate) type NameId = u32;
 #[derive(Clone, Debug)]
 pub(crate) struct Interner<T: Eq + Hash + Clone> {
     items: Vec<T>,
+    /// Index of `items`, built once there are more than [`SCANNED_ITEMS`]: most states that
+    /// travel (a transaction's changes, one update) hold a device or two and a few names, and
+    /// for them a scan is faster than hashing, and building the map would cost more than both.
     index: HashMap<T, u32>,
     /// Names found lately (used by [`Interner::find_str`]).
     cache: LookupCache,
 }
+
+/// Tables of up to this many items are searched front to back, without a hash index.
+const SCANNED_ITEMS: usize = 8;
 
 impl<T: Eq + Hash + Clone> Default for Interner<T> {
     fn default() -> Self {
@@ -57,21 +63,34 @@ impl<T: Eq + Hash + Clone> Interner<T> {
         T: Borrow<Q>,
         Q: Eq + Hash + ?Sized,
     {
+        if self.items.len() <= SCANNED_ITEMS {
+            let position = self.items.iter().position(|i| i.borrow() == item)?;
+            return Some(position as u32);
+        }
         self.index.get(item).copied()
     }
 
     pub(crate) fn intern(&mut self, item: &T) -> u32 {
-        if let Some(&id) = self.index.get(item) {
-            return id;
+        match self.find(item) {
+            Some(id) => id,
+            None => self.push(item.clone()),
         }
-        self.push(item.clone())
     }
 
     /// Adds `item`, which is not interned yet.
     fn push(&mut self, item: T) -> u32 {
         let id = self.items.len() as u32;
-        self.index.insert(item.clone(), id);
         self.items.push(item);
+        if self.items.len() > SCANNED_ITEMS {
+            if self.index.is_empty() {
+                // Past the scanned size: index every item so far.
+                self.index.reserve(self.items.capacity());
+                let indexed = self.items.iter().cloned().zip(0..);
+                self.index.extend(indexed);
+            } else {
+                self.index.insert(self.items[id as usize].clone(), id);
+            }
+        }
         id
     }
 
@@ -86,7 +105,9 @@ impl<T: Eq + Hash + Clone> Interner<T> {
     /// Makes room for `additional` more items.
     pub(crate) fn reserve(&mut self, additional: usize) {
         self.items.reserve(additional);
-        self.index.reserve(additional);
+        if self.items.len() + additional > SCANNED_ITEMS {
+            self.index.reserve(additional);
+        }
     }
 }
 
@@ -1037,6 +1058,22 @@ mod tests {
         }
         for missing in ["", "n", "nn0", "x", "nnnnnnnnnnnnnnnnnnnnnnnn"] {
             assert_eq!(names.find_str(missing), None, "{missing:?}");
+        }
+    }
+
+    #[test]
+    fn small_tables_scan_and_larger_ones_hash_alike() {
+        let mut names: Interner<Box<str>> = Interner::default();
+        let all: Vec<Box<str>> = (0..3 * SCANNED_ITEMS)
+            .map(|i| format!("f{i}").into())
+            .collect();
+        for (i, name) in all.iter().enumerate() {
+            assert_eq!(names.find(&**name), None);
+            assert_eq!(names.intern(name), i as u32);
+            assert_eq!(names.intern(name), i as u32, "interned once");
+            for (j, earlier) in all[..=i].iter().enumerate() {
+                assert_eq!(names.find(&**earlier), Some(j as u32), "{} items", i + 1);
+            }
         }
     }
 
