@@ -166,16 +166,36 @@ impl Replica {
         local_wall_millis: u64,
         f: impl FnOnce(&mut Writer<'_>) -> Result<(), WriteError>,
     ) -> Result<State, WriteError> {
-        let mut writer = Writer {
+        let mut writer = self.writer(local_wall_millis);
+        // On an error (or a panic) `writer` is dropped here, which undoes its writes.
+        f(&mut writer)?;
+        Ok(writer.commit())
+    }
+
+    /// [`Replica::write`] without building the changes, for a replica whose writes travel
+    /// some other way: in a whole [`Replica::state`], or as [`State::changes_since`] a peer's
+    /// version vector. The writes are the same; building their changes costs about a memory
+    /// allocation per document written.
+    pub fn apply(
+        &mut self,
+        local_wall_millis: u64,
+        f: impl FnOnce(&mut Writer<'_>) -> Result<(), WriteError>,
+    ) -> Result<(), WriteError> {
+        let mut writer = self.writer(local_wall_millis);
+        f(&mut writer)?;
+        writer.keep();
+        Ok(())
+    }
+
+    /// A transaction's writer, with the log buffers of the last one.
+    fn writer(&mut self, local_wall_millis: u64) -> Writer<'_> {
+        Writer {
             clock: self.clock.clone(),
             log: std::mem::take(&mut self.log),
             base: self,
             wall: local_wall_millis,
             me: None,
-        };
-        // On an error (or a panic) `writer` is dropped here, which undoes its writes.
-        f(&mut writer)?;
-        Ok(writer.commit())
+        }
     }
 
     /// Joins a remote state (a transaction's changes, a pack's body, a snapshot) into this
@@ -663,6 +683,13 @@ impl Writer<'_> {
                 state.collections.remove(&name);
             }
         }
+    }
+
+    /// Ends a successful transaction whose changes are not wanted: the clock moves on and the
+    /// log is forgotten.
+    fn keep(mut self) {
+        self.base.clock = self.clock.clone();
+        self.log.clear();
     }
 
     /// Ends a successful transaction: the clock moves on and the log becomes the changes.
@@ -1254,8 +1281,9 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
-        /// A transaction leaves the replica exactly as merging its changes into it would,
-        /// reads in it see what reads after it see, and a failed one leaves no trace.
+        /// A transaction leaves the replica exactly as merging its changes into it would (and
+        /// as `apply` leaves it), reads in it see what reads after it see, and a failed one
+        /// leaves no trace.
         #[test]
         fn a_transaction_is_its_changes_merged_or_nothing(
             transactions in proptest::collection::vec(
@@ -1287,6 +1315,17 @@ mod tests {
                     if *fail { Err(WriteError::NotAnObject) } else { Ok(()) }
                 });
                 check_invariants(a.state());
+                // `apply` makes the same writes and only skips building the changes.
+                let mut applied = before.clone();
+                let applied_result = applied.apply(now, |w| {
+                    for op in ops {
+                        let _ = apply(w, op);
+                    }
+                    if *fail { Err(WriteError::NotAnObject) } else { Ok(()) }
+                });
+                prop_assert_eq!(applied_result.is_ok(), result.is_ok());
+                prop_assert_eq!(applied.state(), a.state());
+                prop_assert_eq!(applied.clock().last(), a.clock().last());
                 match result {
                     Ok(changes) => {
                         check_invariants(&changes);

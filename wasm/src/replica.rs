@@ -458,10 +458,12 @@ impl Replica {
 }
 
 impl Replica {
-    /// Applies `writes` as one transaction: all of them, or none if one is refused.
+    /// Applies `writes` as one transaction: all of them, or none if one is refused. An
+    /// in-memory replica's writes travel in `encode` and `encodeSince`, so the transaction's
+    /// own changes are not built.
     fn apply(&mut self, writes: Vec<Write<'_>>) -> JsResult<()> {
         self.inner
-            .write(js::now_millis(), |w| {
+            .apply(js::now_millis(), |w| {
                 writes.into_iter().try_for_each(|write| write.apply(w))
             })
             .map_err(StoreError::from)?;

@@ -62,8 +62,11 @@ impl Store for Tidemark {
     }
 
     fn transact(&mut self, names: &Names, sets: &[Set]) {
+        // `apply`, not `write`: like the browser's in-memory `Replica`, this replica's writes
+        // travel in `encode` and `changes_since`, so it does not build each transaction's
+        // changes (a store, which journals them, does).
         self.replica
-            .write(self.wall_ms, |w| {
+            .apply(self.wall_ms, |w| {
                 for s in sets {
                     w.set(COLLECTION, names.doc(s.doc), names.field(s.field), s.value)?;
                 }
