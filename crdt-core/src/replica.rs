@@ -201,9 +201,9 @@ impl Replica {
     /// Joins a remote state (a transaction's changes, a pack's body, a snapshot) into this
     /// replica, skipping evicted documents. Returns the documents that changed.
     pub fn merge(&mut self, remote: &State, local_wall_millis: u64) -> Changed {
-        for (device, hlc) in remote.version_vector().iter() {
+        for (device, hlc) in remote.greatest_clocks() {
             if *device != self.device {
-                self.clock.observe(*hlc, local_wall_millis);
+                self.clock.observe(hlc, local_wall_millis);
             }
         }
         let mut changed = Changed::default();

@@ -184,24 +184,28 @@ impl LookupCache {
 
     /// The index cached in `slot` (`u32::MAX` when empty).
     fn get(&self, slot: usize) -> u32 {
-        self.0[slot].load(AtomicOrdering::Relaxed)
+        // Slots hold the index plus one, so that an empty cache is all zeros: every state has
+        // one, and small states (a single update) are made by the thousand.
+        self.0[slot].load(AtomicOrdering::Relaxed).wrapping_sub(1)
     }
 
     fn set(&self, slot: usize, id: u32) {
-        self.0[slot].store(id, AtomicOrdering::Relaxed);
+        self.0[slot].store(id.wrapping_add(1), AtomicOrdering::Relaxed);
     }
 }
 
 impl Default for LookupCache {
     fn default() -> Self {
-        LookupCache(std::array::from_fn(|_| AtomicU32::new(u32::MAX)))
+        LookupCache([const { AtomicU32::new(0) }; CACHE_SLOTS])
     }
 }
 
 /// A clone's table holds the same items at the same indices, so the hints stay good.
 impl Clone for LookupCache {
     fn clone(&self) -> Self {
-        LookupCache(std::array::from_fn(|slot| AtomicU32::new(self.get(slot))))
+        LookupCache(std::array::from_fn(|slot| {
+            AtomicU32::new(self.0[slot].load(AtomicOrdering::Relaxed))
+        }))
     }
 }
 
@@ -751,6 +755,16 @@ impl State {
     /// has absorbed. Entries that were overwritten no longer count, so the vector can be lower
     /// than everything ever merged; a peer then sends a little more than needed, never less.
     pub fn version_vector(&self) -> VersionVector {
+        let mut vv = VersionVector::default();
+        for (device, hlc) in self.greatest_clocks() {
+            vv.observe(Stamp::new(hlc, *device));
+        }
+        vv
+    }
+
+    /// Each device's greatest clock here, for devices with entries: the version vector's
+    /// entries, without building its map.
+    pub(crate) fn greatest_clocks(&self) -> impl Iterator<Item = (&DeviceId, Hlc)> {
         let mut greatest = vec![Hlc::ZERO; self.devices.items().len()];
         for (_, _, doc) in self.documents() {
             let registers = doc.registers.iter().map(|r| (r.device, r.hlc));
@@ -760,13 +774,11 @@ impl State {
                 *slot = (*slot).max(hlc);
             }
         }
-        let mut vv = VersionVector::default();
-        for (idx, hlc) in greatest.into_iter().enumerate() {
-            if hlc > Hlc::ZERO {
-                vv.observe(Stamp::new(hlc, self.device(idx as DeviceIdx)));
-            }
-        }
-        vv
+        self.devices
+            .items()
+            .iter()
+            .zip(greatest)
+            .filter(|&(_, hlc)| hlc > Hlc::ZERO)
     }
 
     /// The entries newer than `vv`: those whose clock is greater than `vv`'s entry for their
