@@ -14,6 +14,9 @@ use std::ops::Deref;
 
 use compact_str::CompactString;
 
+/// The longest id a [`DocId`] holds without a heap allocation: 24 bytes, 12 in wasm32.
+const INLINE_BYTES: usize = size_of::<CompactString>();
+
 /// A document id, ordered exactly as its UTF-8 bytes are.
 #[derive(Clone, Default)]
 pub(crate) struct DocId {
@@ -21,7 +24,7 @@ pub(crate) struct DocId {
     /// ordered as their heads are: the first byte where the heads differ is either the first
     /// byte where the ids differ or a zero pad standing for the end of the shorter id.
     head: u64,
-    /// The whole id, inline up to 24 bytes (12 in wasm32).
+    /// The whole id, inline up to [`INLINE_BYTES`].
     text: CompactString,
 }
 
@@ -35,6 +38,12 @@ impl DocId {
                 head | u64::from(byte) << (8 * place)
             }),
         }
+    }
+
+    /// `id` as a key if it fits inline, so that making it allocates nothing: how lookups build
+    /// their key. Longer ids are looked up by their text instead.
+    pub(crate) fn inline(id: &str) -> Option<DocId> {
+        (id.len() <= INLINE_BYTES).then(|| DocId::from(id))
     }
 
     /// [`DocId::head_of`] this id, already computed.
@@ -123,6 +132,14 @@ mod tests {
             prop_assert_eq!(x == y, a == b);
             prop_assert_eq!(&*x, a.as_str());
         }
+    }
+
+    #[test]
+    fn ids_up_to_the_inline_size_make_lookup_keys() {
+        let fits = "x".repeat(INLINE_BYTES);
+        assert_eq!(DocId::inline(&fits).as_deref(), Some(fits.as_str()));
+        assert!(!DocId::inline(&fits).unwrap().text.is_heap_allocated());
+        assert!(DocId::inline(&format!("{fits}x")).is_none());
     }
 
     #[test]

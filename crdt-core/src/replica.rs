@@ -245,7 +245,7 @@ impl Replica {
     /// A document, deleted or not.
     pub fn get_any<'a>(&'a self, collection: &str, id: &str) -> Option<DocumentRef<'a>> {
         let (collection, docs) = self.state.collections.get_key_value(collection)?;
-        let (id, doc) = docs.docs.get_key_value(&DocId::from(id))?;
+        let (id, doc) = docs.get_key_value(id)?;
         Some(DocumentRef {
             state: &self.state,
             collection,
@@ -542,11 +542,11 @@ impl Drop for Writer<'_> {
 fn create_document<'c>(
     collections: &'c mut BTreeMap<Box<str>, Collection>,
     collection: &str,
-    id: &DocId,
+    id: &str,
 ) -> (&'c mut Document, bool) {
     let created_collection = !collections.contains_key(collection);
     let coll = collections.entry(collection.into()).or_default();
-    (coll.docs.entry(id.clone()).or_default(), created_collection)
+    (coll.docs.entry(id.into()).or_default(), created_collection)
 }
 
 impl Writer<'_> {
@@ -597,7 +597,7 @@ impl Writer<'_> {
     fn record(
         &mut self,
         collection: &str,
-        id: &DocId,
+        id: &str,
         created_collection: bool,
         created_doc: bool,
         entry: Entry,
@@ -607,7 +607,7 @@ impl Writer<'_> {
             && log
                 .runs
                 .last()
-                .is_some_and(|r| r.id == *id && *log.collections[r.collection].0 == *collection);
+                .is_some_and(|r| *r.id == *id && *log.collections[r.collection].0 == *collection);
         if !same_run {
             let slot = match log
                 .collections
@@ -623,7 +623,7 @@ impl Writer<'_> {
             };
             log.runs.push(Run {
                 collection: slot,
-                id: id.clone(),
+                id: id.into(),
                 created: created_doc,
                 start: log.entries.len(),
             });
@@ -818,10 +818,7 @@ impl Writer<'_> {
             names,
             collections,
         } = state;
-        let key = DocId::from(id);
-        let doc = collections
-            .get_mut(collection)
-            .and_then(|c| c.docs.get_mut(&key));
+        let doc = collections.get_mut(collection).and_then(|c| c.get_mut(id));
         let name = names.find_str(field);
         // Where the field's register is or goes: a new name's index is the greatest, so its
         // register goes last.
@@ -861,7 +858,7 @@ impl Writer<'_> {
         let (doc, created_collection, created_doc) = match doc {
             Some(doc) => (doc, false, false),
             None => {
-                let (doc, created_collection) = create_document(collections, collection, &key);
+                let (doc, created_collection) = create_document(collections, collection, id);
                 (doc, created_collection, true)
             }
         };
@@ -874,7 +871,7 @@ impl Writer<'_> {
         );
         self.record(
             collection,
-            &key,
+            id,
             created_collection,
             created_doc,
             Entry::Register { new: register, old },
@@ -1104,18 +1101,17 @@ impl Writer<'_> {
             }),
             total,
         };
-        let key = DocId::from(id);
         let exists = collections
             .get(collection)
-            .is_some_and(|c| c.docs.contains_key(&key));
+            .is_some_and(|c| c.get(id).is_some());
         let (doc, created_collection, created_doc) = if exists {
             let doc = collections
                 .get_mut(collection)
-                .and_then(|c| c.docs.get_mut(&key))
+                .and_then(|c| c.get_mut(id))
                 .expect("it exists");
             (doc, false, false)
         } else {
-            let (doc, created_collection) = create_document(collections, collection, &key);
+            let (doc, created_collection) = create_document(collections, collection, id);
             (doc, created_collection, true)
         };
         let applied = doc
@@ -1136,7 +1132,7 @@ impl Writer<'_> {
         }
         self.record(
             collection,
-            &key,
+            id,
             created_collection,
             created_doc,
             Entry::Cell {
@@ -1370,6 +1366,35 @@ mod tests {
         assert!(a.get_any("c", "new").is_none());
         assert_eq!(a.state().document_count(), 1);
         assert_eq!(changes.document_count(), 1);
+    }
+
+    #[test]
+    fn short_and_long_ids_are_found_alike() {
+        // Ids that fit a `DocId` inline are looked up by one, longer ones by their text; both
+        // kinds share one map, in one order.
+        let ids: Vec<String> = [1, 8, 12, 13, 24, 25, 100, 256]
+            .iter()
+            .map(|&n| "i".repeat(n - 1) + "z")
+            .collect();
+        let mut a = replica(1);
+        for (i, id) in ids.iter().enumerate() {
+            a.apply(NOW, |w| w.set("c", id, "n", i as i64)).unwrap();
+            a.apply(NOW, |w| w.increment("c", id, "k", 1)).unwrap();
+        }
+        let mut b = replica(2);
+        b.merge(a.state(), NOW);
+        for replica in [&a, &b] {
+            for (i, id) in ids.iter().enumerate() {
+                let doc = replica.get("c", id).expect("written");
+                assert_eq!(doc.get("n").as_deref(), Some(&Value::Int(i as i64)), "{id}");
+                assert_eq!(doc.get("k").as_deref(), Some(&Value::Int(1)), "{id}");
+            }
+            let listed: Vec<&str> = replica.state().document_ids().map(|(_, id)| id).collect();
+            let mut sorted = listed.clone();
+            sorted.sort_unstable();
+            assert_eq!(listed, sorted);
+            assert_eq!(listed.len(), ids.len());
+        }
     }
 
     #[test]

@@ -457,6 +457,28 @@ pub(crate) struct Collection {
 }
 
 impl Collection {
+    /// The document `id` and its key. Short ids are looked up by a [`DocId`] built on the stack
+    /// (integer comparisons); longer ones by their text, as a `DocId` of them would allocate.
+    pub(crate) fn get_key_value(&self, id: &str) -> Option<(&DocId, &Document)> {
+        match DocId::inline(id) {
+            Some(key) => self.docs.get_key_value(&key),
+            None => self.docs.get_key_value(id),
+        }
+    }
+
+    /// The document `id`, looked up as [`Collection::get_key_value`] does.
+    pub(crate) fn get(&self, id: &str) -> Option<&Document> {
+        self.get_key_value(id).map(|(_, doc)| doc)
+    }
+
+    /// The document `id`, looked up as [`Collection::get_key_value`] does.
+    pub(crate) fn get_mut(&mut self, id: &str) -> Option<&mut Document> {
+        match DocId::inline(id) {
+            Some(key) => self.docs.get_mut(&key),
+            None => self.docs.get_mut(id),
+        }
+    }
+
     /// The document `id`, created empty if missing (the id is copied only then).
     pub(crate) fn document_mut(&mut self, id: &DocId) -> &mut Document {
         if !self.docs.contains_key(id) {
@@ -538,7 +560,7 @@ impl State {
     }
 
     pub(crate) fn document(&self, collection: &str, id: &str) -> Option<&Document> {
-        self.collections.get(collection)?.docs.get(&DocId::from(id))
+        self.collections.get(collection)?.get(id)
     }
 
     pub(crate) fn device(&self, idx: DeviceIdx) -> DeviceId {
