@@ -47,7 +47,7 @@ use std::collections::BTreeMap;
 use crate::clock::Hlc;
 use crate::device::{DEVICE_ID_BYTES, DeviceId};
 use crate::error::DecodeError;
-use crate::state::{CounterCell, DeviceIdx, LocalStamp, NameId, State};
+use crate::state::{Collection, CounterCell, DeviceIdx, LocalStamp, NameId, State};
 use crate::value::{
     MAX_FIELD_NAME_BYTES, MAX_VALUE_BYTES, MAX_VALUE_DEPTH, Value, unzigzag, zigzag,
 };
@@ -479,6 +479,17 @@ fn read_cells(
 
 // ---------------------------------------------------------------------------------------------
 // Values, shared with replica size accounting.
+
+/// The collections an encoding lists, in name order: those with documents (an empty one
+/// carries nothing, and the canonical form leaves it out).
+fn listed_collections(state: &State) -> Vec<(&str, &Collection)> {
+    state
+        .collections
+        .iter()
+        .filter(|(_, c)| !c.docs.is_empty())
+        .map(|(name, c)| (&**name, c))
+        .collect()
+}
 
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()

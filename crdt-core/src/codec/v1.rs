@@ -121,17 +121,15 @@ fn document(
 /// earlier builds wrote.
 #[cfg(test)]
 pub(super) fn encode(state: &State) -> Vec<u8> {
-    use super::{CanonicalTables, encode_value, put_bytes, put_cells, put_varint};
+    use super::{
+        CanonicalTables, encode_value, listed_collections, put_bytes, put_cells, put_varint,
+    };
 
     let tables = CanonicalTables::of(state);
     let mut out = vec![1];
     tables.put(&mut out);
     let mut chain = HlcChain::default();
-    let collections: Vec<_> = state
-        .collections
-        .iter()
-        .filter(|(_, c)| !c.docs.is_empty())
-        .collect();
+    let collections = listed_collections(state);
     put_varint(&mut out, collections.len() as u64);
     for (name, collection) in collections {
         put_bytes(&mut out, name.as_bytes());

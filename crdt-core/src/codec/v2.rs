@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 use super::columns::{Column, put_column};
 use super::{
     CanonicalTables, HlcChain, MAX_TAG, Reader, TAG_INT, TableUse, common_prefix, decode_payload,
-    encode_payload, put_bytes, put_cells, put_varint, read_cells, value_tag,
+    encode_payload, listed_collections, put_bytes, put_cells, put_varint, read_cells, value_tag,
 };
 use crate::clock::{HLC_MILLIS_BITS, Hlc};
 use crate::error::DecodeError;
@@ -50,11 +50,7 @@ pub(super) fn encode(state: &State) -> Vec<u8> {
     out.push(2);
     tables.put(&mut out);
 
-    let collections: Vec<_> = state
-        .collections
-        .iter()
-        .filter(|(_, c)| !c.docs.is_empty())
-        .collect();
+    let collections = listed_collections(state);
     put_varint(&mut out, collections.len() as u64);
     for (name, collection) in &collections {
         put_bytes(&mut out, name.as_bytes());
