@@ -33,9 +33,9 @@ pub use query::{Condition, ID_FIELD, LiveQuery, Op, OrderBy, Query};
 pub use replica::{Changed, DocumentRef, Eviction, Replica, Writer};
 pub use state::{State, VersionVector};
 pub use value::{
-    DELETED_FIELD, MAX_COLLECTION_NAME_BYTES, MAX_DOCUMENT_BYTES, MAX_DOCUMENT_ID_BYTES,
-    MAX_FIELD_NAME_BYTES, MAX_VALUE_BYTES, MAX_VALUE_DEPTH, Value, validate_collection_name,
-    validate_document_id, validate_field_name,
+    ArcStr, DELETED_FIELD, MAX_COLLECTION_NAME_BYTES, MAX_DOCUMENT_BYTES, MAX_DOCUMENT_ID_BYTES,
+    MAX_FIELD_NAME_BYTES, MAX_VALUE_BYTES, MAX_VALUE_DEPTH, ThinVec, Value,
+    validate_collection_name, validate_document_id, validate_field_name,
 };
 
 /// The workspace README's Rust examples, compiled and run as doctests.

@@ -3,7 +3,9 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
+pub use arcstr::ArcStr;
 use base64::Engine as _;
+pub use thin_vec::ThinVec;
 
 use crate::error::WriteError;
 
@@ -24,6 +26,12 @@ pub const DELETED_FIELD: &str = "_deleted";
 
 /// A field value. Arrays and objects are written whole: the last writer's value wins entirely.
 ///
+/// A value is 16 bytes: every variant that owns memory holds a single pointer (the lengths of
+/// strings, bytes and arrays live in their allocation), so a register, which stores one, is
+/// 32 bytes. Strings are reference-counted ([`ArcStr`]): copying a value out of a replica does
+/// not copy its text. Build values with `From` (`Value::from("text")`, `Value::from(vec![..])`)
+/// rather than spelling these types out.
+///
 /// Floats are always finite (writes of NaN or ±∞ are refused), so values have a total order and
 /// equality is exact (`-0.0` and `0.0` are different values, as they encode differently).
 #[derive(Clone, Debug)]
@@ -37,11 +45,11 @@ pub enum Value {
     /// A finite 64-bit float.
     Float(f64),
     /// UTF-8 text.
-    Str(Box<str>),
+    Str(ArcStr),
     /// Raw bytes.
-    Bytes(Box<[u8]>),
+    Bytes(ThinVec<u8>),
     /// A list of values.
-    Array(Box<[Value]>),
+    Array(ThinVec<Value>),
     /// A map from keys to values, ordered by key.
     Object(Box<BTreeMap<String, Value>>),
 }
@@ -341,13 +349,25 @@ impl From<&str> for Value {
 
 impl From<String> for Value {
     fn from(v: String) -> Value {
-        Value::Str(v.into_boxed_str())
+        Value::Str(v.into())
     }
 }
 
 impl From<Vec<u8>> for Value {
     fn from(v: Vec<u8>) -> Value {
-        Value::Bytes(v.into_boxed_slice())
+        Value::Bytes(v.into())
+    }
+}
+
+impl From<&[u8]> for Value {
+    fn from(v: &[u8]) -> Value {
+        Value::Bytes(v.into())
+    }
+}
+
+impl From<Vec<Value>> for Value {
+    fn from(v: Vec<Value>) -> Value {
+        Value::Array(v.into())
     }
 }
 
@@ -409,7 +429,7 @@ mod tests {
             Value::Bool(false),
             Value::Int(-5),
             Value::Str("a".into()),
-            Value::Bytes(Box::new([0])),
+            Value::from(vec![0u8]),
         ];
         for pair in ordered.windows(2) {
             assert_eq!(pair[0].total_cmp(&pair[1]), Ordering::Less);
@@ -424,7 +444,7 @@ mod tests {
         );
         let mut deep = Value::Null;
         for _ in 0..=MAX_VALUE_DEPTH + 1 {
-            deep = Value::Array(Box::new([deep]));
+            deep = Value::from(vec![deep]);
         }
         assert!(matches!(
             deep.validate(),

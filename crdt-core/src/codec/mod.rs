@@ -49,7 +49,7 @@ use crate::device::{DEVICE_ID_BYTES, DeviceId};
 use crate::error::DecodeError;
 use crate::state::{Collection, CounterCell, DeviceIdx, LocalStamp, NameId, State};
 use crate::value::{
-    MAX_FIELD_NAME_BYTES, MAX_VALUE_BYTES, MAX_VALUE_DEPTH, Value, unzigzag, zigzag,
+    MAX_FIELD_NAME_BYTES, MAX_VALUE_BYTES, MAX_VALUE_DEPTH, ThinVec, Value, unzigzag, zigzag,
 };
 
 /// The state encoding version this build writes and the newest it reads.
@@ -439,11 +439,11 @@ fn read_cells(
     count: usize,
     tables: &mut TableUse,
     chain: &mut HlcChain,
-) -> Result<Vec<CounterCell>, DecodeError> {
+) -> Result<ThinVec<CounterCell>, DecodeError> {
     if count > r.remaining() / MIN_CELL_BYTES {
         return Err(r.malformed("count exceeds the bytes left"));
     }
-    let mut cells = Vec::with_capacity(count);
+    let mut cells = ThinVec::with_capacity(count);
     let mut previous_key: Option<(u32, u32)> = None;
     for _ in 0..count {
         let name_idx = r.varint()?;
@@ -565,11 +565,11 @@ fn decode_payload(r: &mut Reader<'_>, tag: u8, depth: usize) -> Result<Value, De
         TAG_BYTES => Value::Bytes(r.bytes(MAX_VALUE_BYTES)?.into()),
         TAG_ARRAY => {
             let n = r.count(1)?;
-            let mut items = Vec::with_capacity(n);
+            let mut items = ThinVec::with_capacity(n);
             for _ in 0..n {
                 items.push(decode_value(r, depth + 1)?);
             }
-            Value::Array(items.into_boxed_slice())
+            Value::Array(items)
         }
         TAG_OBJECT => {
             let n = r.count(2)?;

@@ -18,7 +18,9 @@ use std::collections::BTreeMap;
 use super::{HlcChain, MIN_CELL_BYTES, Reader, TableUse, common_prefix, decode_value, read_cells};
 use crate::error::DecodeError;
 use crate::state::{Collection, DocId, Document, Register, State};
-use crate::value::{MAX_COLLECTION_NAME_BYTES, MAX_DOCUMENT_ID_BYTES, validate_collection_name};
+use crate::value::{
+    MAX_COLLECTION_NAME_BYTES, MAX_DOCUMENT_ID_BYTES, ThinVec, validate_collection_name,
+};
 
 /// The fewest bytes a register takes: name gap, clock, device and tag.
 const MIN_REGISTER_BYTES: usize = 4;
@@ -90,7 +92,7 @@ fn document(
     }
     let mut doc = Document {
         registers: Vec::with_capacity(register_count),
-        counters: Vec::new(),
+        counters: ThinVec::new(),
         bytes: 0,
     };
     let mut previous: i64 = -1;

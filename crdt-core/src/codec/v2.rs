@@ -40,7 +40,7 @@ use crate::clock::{HLC_MILLIS_BITS, Hlc};
 use crate::error::DecodeError;
 use crate::state::{Collection, DocId, Document, Register, State};
 use crate::value::{
-    MAX_COLLECTION_NAME_BYTES, MAX_DOCUMENT_ID_BYTES, Value, validate_collection_name,
+    MAX_COLLECTION_NAME_BYTES, MAX_DOCUMENT_ID_BYTES, ThinVec, Value, validate_collection_name,
 };
 
 /// The format 2 encoding of `state`, version byte included.
@@ -402,7 +402,7 @@ impl<'a> RegisterReader<'a> {
     ) -> Result<Document, DecodeError> {
         let mut doc = Document {
             registers: Vec::with_capacity(count),
-            counters: Vec::new(),
+            counters: ThinVec::new(),
             bytes: 0,
         };
         let mut previous_name: i64 = -1;

@@ -63,8 +63,7 @@ pub fn value() -> impl Strategy<Value = Value> {
     ];
     leaf.prop_recursive(2, 8, 3, |inner| {
         prop_oneof![
-            proptest::collection::vec(inner.clone(), 0..3)
-                .prop_map(|items| Value::Array(items.into_boxed_slice())),
+            proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::from),
             proptest::collection::btree_map("[a-c]{1,2}", inner, 0..3)
                 .prop_map(|map| Value::Object(Box::new(map))),
         ]
