@@ -280,6 +280,9 @@ pub(super) fn decode(mut r: Reader<'_>) -> Result<State, DecodeError> {
 
     let mut registers = RegisterReader::open(&mut r, register_total, documents_with_registers)?;
     let mut documents: Vec<Vec<(DocId, Document)>> = Vec::with_capacity(collections.len());
+    // Each id is put together here (the previous id's prefix, then its suffix) before it is
+    // checked and copied into its `DocId`: one buffer for all, not an allocation per document.
+    let mut id: Vec<u8> = Vec::new();
     for &(_, count) in &collections {
         let mut docs = Vec::with_capacity(count);
         let mut previous_id: &[u8] = &[];
@@ -289,7 +292,7 @@ pub(super) fn decode(mut r: Reader<'_>) -> Result<State, DecodeError> {
                 .filter(|&s| s <= previous_id.len())
                 .ok_or_else(|| r.malformed("document id prefix longer than the previous id"))?;
             let suffix = suffixes.take(suffix_lengths.take()? as usize)?;
-            let mut id = Vec::with_capacity(shared + suffix.len());
+            id.clear();
             id.extend_from_slice(&previous_id[..shared]);
             id.extend_from_slice(suffix);
             if id.len() > MAX_DOCUMENT_ID_BYTES {
