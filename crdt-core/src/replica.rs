@@ -201,19 +201,37 @@ impl Replica {
     /// Joins a remote state (a transaction's changes, a pack's body, a snapshot) into this
     /// replica, skipping evicted documents. Returns the documents that changed.
     pub fn merge(&mut self, remote: &State, local_wall_millis: u64) -> Changed {
+        let mut changed = Changed::default();
+        self.merge_reporting(remote, local_wall_millis, |c, d| {
+            changed.documents.push((c.into(), d.into()));
+        });
+        changed
+    }
+
+    /// [`Replica::merge`] for callers that need only how many documents changed (the
+    /// browser's in-memory replica): the same join, without copying each changed document's
+    /// collection and id.
+    pub fn merge_and_count(&mut self, remote: &State, local_wall_millis: u64) -> usize {
+        let mut changed = 0;
+        self.merge_reporting(remote, local_wall_millis, |_, _| changed += 1);
+        changed
+    }
+
+    /// Joins `remote`, calling `on_change` with each document that changed.
+    fn merge_reporting(
+        &mut self,
+        remote: &State,
+        local_wall_millis: u64,
+        on_change: impl FnMut(&str, &str),
+    ) {
         for (device, hlc) in remote.greatest_clocks() {
             if *device != self.device {
                 self.clock.observe(hlc, local_wall_millis);
             }
         }
-        let mut changed = Changed::default();
         let eviction = &self.eviction;
-        self.state.merge_filtered(
-            remote,
-            |c, d| eviction.admits(c, d),
-            |c, d| changed.documents.push((c.into(), d.into())),
-        );
-        changed
+        self.state
+            .merge_filtered(remote, |c, d| eviction.admits(c, d), on_change);
     }
 
     /// The entries written by this device that still win here: registers it wrote that no
@@ -1279,7 +1297,8 @@ mod tests {
 
         /// A transaction leaves the replica exactly as merging its changes into it would (and
         /// as `apply` leaves it), reads in it see what reads after it see, and a failed one
-        /// leaves no trace.
+        /// leaves no trace. (Another device's changes are merged with `merge` and with
+        /// `merge_and_count`, which must agree.)
         #[test]
         fn a_transaction_is_its_changes_merged_or_nothing(
             transactions in proptest::collection::vec(
@@ -1299,7 +1318,13 @@ mod tests {
                         }
                         Ok(())
                     }).unwrap();
-                    a.merge(&changes, now);
+                    // `merge_and_count` is the same join, counting what `merge` lists.
+                    let mut counted = a.clone();
+                    let count = counted.merge_and_count(&changes, now);
+                    let listed = a.merge(&changes, now);
+                    prop_assert_eq!(count, listed.len());
+                    prop_assert_eq!(counted.state(), a.state());
+                    prop_assert_eq!(counted.clock().last(), a.clock().last());
                 }
                 let before = a.clone();
                 let mut seen = Vec::new();

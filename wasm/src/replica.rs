@@ -452,8 +452,8 @@ impl Replica {
     /// nothing, for any other bytes.
     pub fn merge(&mut self, bytes: &[u8]) -> JsResult<u32> {
         let remote = State::decode(bytes).map_err(StoreError::from)?;
-        let changed = self.inner.merge(&remote, js::now_millis());
-        Ok(changed.len() as u32)
+        let changed = self.inner.merge_and_count(&remote, js::now_millis());
+        Ok(changed as u32)
     }
 }
 
