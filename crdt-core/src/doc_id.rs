@@ -30,7 +30,7 @@ pub(crate) struct DocId {
 
 impl DocId {
     /// The first eight bytes of `id`, zero-padded, as a big-endian number.
-    pub(crate) fn head_of(id: &str) -> u64 {
+    fn head_of(id: &str) -> u64 {
         match id.as_bytes().first_chunk::<8>() {
             Some(head) => u64::from_be_bytes(*head),
             // A loop, not a copy into a zeroed buffer: that copy costs a call to `memmove`.

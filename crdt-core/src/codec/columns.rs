@@ -119,6 +119,11 @@ impl<'a> Column<'a> {
         })
     }
 
+    /// How many values are left to take.
+    pub(crate) fn remaining(&self) -> usize {
+        self.left + self.block.left
+    }
+
     /// The next value. Taking more than the column holds is an error, not a panic.
     pub(crate) fn take(&mut self) -> Result<i64, DecodeError> {
         if self.block.left == 0 {

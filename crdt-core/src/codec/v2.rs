@@ -355,8 +355,6 @@ struct RegisterReader<'a> {
     millis: Column<'a>,
     counters: Column<'a>,
     tags: Column<'a>,
-    /// Tags not yet taken.
-    tags_left: usize,
     ints: Column<'a>,
     anchor: Hlc,
 }
@@ -390,7 +388,6 @@ impl<'a> RegisterReader<'a> {
             millis,
             counters,
             tags,
-            tags_left: count,
             ints,
             anchor: Hlc::ZERO,
         })
@@ -428,7 +425,6 @@ impl<'a> RegisterReader<'a> {
                 apply_clock_delta(r, reference, millis, counter)?
             };
             reference = hlc;
-            self.tags_left = self.tags_left.wrapping_sub(1);
             let value = match tag(r, self.tags.take()?)? {
                 TAG_INT => Value::Int(self.ints.take()?),
                 other => decode_payload(r, other, 0)?,
@@ -446,7 +442,7 @@ impl<'a> RegisterReader<'a> {
     /// Every column must have been read to its end (the counts guarantee it; this keeps the
     /// guarantee checked).
     fn finish(&self, r: &Reader<'_>) -> Result<(), DecodeError> {
-        if self.tags_left != 0 {
+        if self.tags.remaining() != 0 {
             return Err(r.malformed("register columns longer than the documents"));
         }
         Ok(())
