@@ -22,6 +22,7 @@ use std::hash::Hash;
 use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
 
 use crate::clock::{Hlc, Stamp};
+use crate::codec::Decoded;
 use crate::device::DeviceId;
 pub(crate) use crate::doc_id::DocId;
 use crate::value::{DELETED_FIELD, ThinVec, Value};
@@ -280,6 +281,12 @@ pub(crate) struct Document {
 const SCANNED_REGISTERS: usize = 16;
 
 impl Document {
+    /// The device and clock of every register and cell.
+    pub(crate) fn stamps(&self) -> impl Iterator<Item = (DeviceIdx, Hlc)> {
+        let registers = self.registers.iter().map(|r| (r.device, r.hlc));
+        registers.chain(self.counters.iter().map(|c| (c.device, c.hlc)))
+    }
+
     /// Where the register of field `name` is (`Ok`) or would go (`Err`).
     pub(crate) fn register_position(&self, name: NameId) -> Result<usize, usize> {
         let registers = &self.registers;
@@ -515,6 +522,12 @@ impl fmt::Debug for State {
     }
 }
 
+/// Where another state's device and name indices land in this one, by their index there.
+struct Remap {
+    devices: Vec<DeviceIdx>,
+    names: Vec<NameId>,
+}
+
 /// Two states are equal when they hold the same value: their canonical encodings match.
 impl PartialEq for State {
     fn eq(&self, other: &Self) -> bool {
@@ -654,70 +667,131 @@ impl State {
         mut admit: impl FnMut(&str, &str) -> bool,
         mut on_change: impl FnMut(&str, &str),
     ) {
-        let device_map: Vec<DeviceIdx> = other
-            .devices
-            .items()
-            .iter()
-            .map(|d| self.devices.intern(d))
-            .collect();
-        let name_map: Vec<NameId> = other
-            .names
-            .items()
-            .iter()
-            .map(|n| self.names.intern_str(n))
-            .collect();
-        let remap = |s: LocalStamp| LocalStamp {
-            hlc: s.hlc,
-            device: device_map[s.device as usize],
+        let remap = Remap {
+            devices: other
+                .devices
+                .items()
+                .iter()
+                .map(|d| self.devices.intern(d))
+                .collect(),
+            names: other
+                .names
+                .items()
+                .iter()
+                .map(|n| self.names.intern_str(n))
+                .collect(),
         };
         for (collection_name, theirs) in &other.collections {
             if theirs.docs.is_empty() {
                 continue;
             }
-            self.collection_mut(collection_name);
-            let State {
-                devices,
-                collections,
-                ..
-            } = self;
-            let ours = collections.get_mut(collection_name).expect("created above");
-            for (id, their_doc) in &theirs.docs {
-                if !admit(collection_name, id) {
-                    continue;
-                }
-                let doc = ours.document_mut(id);
-                let mut doc_changed = false;
-                for r in &their_doc.registers {
-                    let device = device_map[r.device as usize];
-                    let register = Register {
-                        name: name_map[r.name as usize],
-                        device,
-                        hlc: r.hlc,
-                        value: r.value.clone(),
-                    };
-                    doc_changed |= doc.offer_register(register, |new, old| {
-                        State::register_wins(devices, new, old)
-                    });
-                }
-                for c in &their_doc.counters {
-                    let device = device_map[c.device as usize];
-                    let cell = CounterCell {
-                        name: name_map[c.name as usize],
-                        device,
-                        hlc: c.hlc,
-                        epoch: c.epoch.map(remap),
-                        total: c.total,
-                    };
-                    doc_changed |=
-                        doc.offer_cell(cell, |new, old| State::cell_wins(devices, new, old));
-                }
-                if doc_changed {
-                    on_change(collection_name, id);
-                }
+            let documents = theirs.docs.iter().map(|(id, doc)| {
+                (
+                    id,
+                    doc.registers.iter().cloned(),
+                    doc.counters.iter().cloned(),
+                )
+            });
+            self.join_collection(
+                collection_name,
+                documents,
+                &remap,
+                &mut admit,
+                &mut on_change,
+            );
+        }
+    }
+
+    /// [`State::merge_filtered`] from an encoding's parts, moving their values in: nothing of
+    /// `other` is built into maps first.
+    pub(crate) fn merge_decoded(
+        &mut self,
+        other: Decoded<'_>,
+        mut admit: impl FnMut(&str, &str) -> bool,
+        mut on_change: impl FnMut(&str, &str),
+    ) {
+        let remap = Remap {
+            devices: other
+                .devices
+                .iter()
+                .map(|d| self.devices.intern(&DeviceId::from_bytes(*d)))
+                .collect(),
+            names: other
+                .names
+                .iter()
+                .map(|n| self.names.intern_str(n))
+                .collect(),
+        };
+        let mut documents = other.documents.into_iter();
+        for (collection_name, count) in other.collections {
+            let documents = documents.by_ref().take(count).map(|(id, doc)| {
+                let Document {
+                    registers,
+                    counters,
+                    ..
+                } = doc;
+                (id, registers.into_iter(), counters.into_iter())
+            });
+            self.join_collection(
+                collection_name,
+                documents,
+                &remap,
+                &mut admit,
+                &mut on_change,
+            );
+        }
+    }
+
+    /// Joins one collection's documents, given as `(id, registers, cells)` with device and name
+    /// indices of the state they come from (`remap` turns them into ours).
+    fn join_collection<I: Borrow<DocId>>(
+        &mut self,
+        collection_name: &str,
+        documents: impl Iterator<
+            Item = (
+                I,
+                impl Iterator<Item = Register>,
+                impl Iterator<Item = CounterCell>,
+            ),
+        >,
+        remap: &Remap,
+        admit: &mut impl FnMut(&str, &str) -> bool,
+        on_change: &mut impl FnMut(&str, &str),
+    ) {
+        self.collection_mut(collection_name);
+        let State {
+            devices,
+            collections,
+            ..
+        } = self;
+        let ours = collections.get_mut(collection_name).expect("created above");
+        for (id, registers, cells) in documents {
+            let id = id.borrow();
+            if !admit(collection_name, id) {
+                continue;
             }
-            if ours.docs.is_empty() {
-                collections.remove(collection_name);
+            let doc = ours.document_mut(id);
+            let mut doc_changed = false;
+            for mut register in registers {
+                register.device = remap.devices[register.device as usize];
+                register.name = remap.names[register.name as usize];
+                doc_changed |= doc
+                    .offer_register(register, |new, old| State::register_wins(devices, new, old));
             }
+            for mut cell in cells {
+                cell.device = remap.devices[cell.device as usize];
+                cell.name = remap.names[cell.name as usize];
+                if let Some(epoch) = &mut cell.epoch {
+                    epoch.device = remap.devices[epoch.device as usize];
+                }
+                doc_changed |= doc.offer_cell(cell, |new, old| State::cell_wins(devices, new, old));
+            }
+            if doc_changed {
+                on_change(collection_name, id);
+            }
+        }
+        if ours.docs.is_empty() {
+            collections.remove(collection_name);
         }
     }
 

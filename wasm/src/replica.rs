@@ -451,8 +451,10 @@ impl Replica {
     /// Returns the number of documents that changed. Fails with a `decode.*` code, changing
     /// nothing, for any other bytes.
     pub fn merge(&mut self, bytes: &[u8]) -> JsResult<u32> {
-        let remote = State::decode(bytes).map_err(StoreError::from)?;
-        let changed = self.inner.merge_and_count(&remote, js::now_millis());
+        let changed = self
+            .inner
+            .merge_encoded(bytes, js::now_millis())
+            .map_err(StoreError::from)?;
         Ok(changed as u32)
     }
 }

@@ -47,7 +47,9 @@ use std::collections::BTreeMap;
 use crate::clock::Hlc;
 use crate::device::{DEVICE_ID_BYTES, DeviceId};
 use crate::error::DecodeError;
-use crate::state::{Collection, CounterCell, DeviceIdx, LocalStamp, NameId, State};
+use crate::state::{
+    Collection, CounterCell, DeviceIdx, DocId, Document, LocalStamp, NameId, State,
+};
 use crate::value::{
     MAX_FIELD_NAME_BYTES, MAX_VALUE_BYTES, MAX_VALUE_DEPTH, ThinVec, Value, unzigzag, zigzag,
 };
@@ -85,19 +87,7 @@ pub(crate) fn encode_state(state: &State) -> Vec<u8> {
 }
 
 fn decode_state(bytes: &[u8]) -> Result<State, DecodeError> {
-    let mut r = Reader::new(bytes);
-    match r.u8()? {
-        1 => v1::decode(r),
-        2 => v2::decode(r),
-        0 => Err(DecodeError::Malformed {
-            offset: 0,
-            reason: "unknown format version",
-        }),
-        found => Err(DecodeError::UnsupportedVersion {
-            found,
-            supported: STATE_FORMAT_VERSION,
-        }),
-    }
+    Decoded::read(bytes).map(Decoded::into_state)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -304,52 +294,115 @@ fn rank<T: Ord + Clone>(items: &[T], used: &[bool]) -> (Vec<u32>, Vec<T>) {
     (ranks, sorted)
 }
 
-/// The tables read back: a state whose interned indices are the table ranks, and which
-/// entries the body has used so far (all must be, or the tables are not canonical).
-struct TableUse {
-    device_used: Vec<bool>,
-    name_used: Vec<bool>,
+/// A state as its encoding lists it, checked in full but not yet put into a [`State`]'s maps:
+/// the tables, borrowed from the input, and the documents in encoding order. Device and name
+/// indices in the documents are ranks in these tables.
+///
+/// [`State::decode`] builds a state from it; a replica merges it directly
+/// ([`State::merge_decoded`]), so that a small update costs no maps and interners to build and
+/// drop again.
+pub(crate) struct Decoded<'a> {
+    /// Device ids, strictly ascending, each used.
+    pub(crate) devices: &'a [[u8; DEVICE_ID_BYTES]],
+    /// Field names, strictly ascending, each used.
+    pub(crate) names: Vec<&'a str>,
+    /// Collection names, strictly ascending, with how many of `documents` each holds.
+    pub(crate) collections: Vec<(&'a str, usize)>,
+    /// Every document, collection by collection, ids ascending within each.
+    pub(crate) documents: Vec<(DocId, Document)>,
 }
 
-impl TableUse {
-    /// Reads both tables into `state`'s interners.
-    fn read(r: &mut Reader<'_>, state: &mut State) -> Result<TableUse, DecodeError> {
+impl<'a> Decoded<'a> {
+    /// Decodes bytes made by [`State::encode`] (this version or an earlier one).
+    pub(crate) fn read(bytes: &'a [u8]) -> Result<Decoded<'a>, DecodeError> {
+        let mut r = Reader::new(bytes);
+        match r.u8()? {
+            1 => v1::decode(r),
+            2 => v2::decode(r),
+            0 => Err(DecodeError::Malformed {
+                offset: 0,
+                reason: "unknown format version",
+            }),
+            found => Err(DecodeError::UnsupportedVersion {
+                found,
+                supported: STATE_FORMAT_VERSION,
+            }),
+        }
+    }
+
+    /// The table rank of `device`, if this state has entries by it.
+    pub(crate) fn device_rank(&self, device: &DeviceId) -> Option<DeviceIdx> {
+        self.devices
+            .binary_search(device.as_bytes())
+            .ok()
+            .map(|rank| rank as DeviceIdx)
+    }
+
+    /// The state these parts describe. Interned indices equal the table ranks: the tables are
+    /// sorted and free of duplicates, and a fresh state interns them in order.
+    fn into_state(self) -> State {
+        let mut state = State::new();
+        for device in self.devices {
+            state.devices.intern(&DeviceId::from_bytes(*device));
+        }
+        for name in &self.names {
+            state.names.intern_str(name);
+        }
+        let mut documents = self.documents.into_iter();
+        for (name, count) in self.collections {
+            // Ids are ascending, so the map is built in one pass.
+            let docs: BTreeMap<DocId, Document> = documents.by_ref().take(count).collect();
+            state
+                .collections
+                .insert(Box::from(name), Collection { docs });
+        }
+        state
+    }
+}
+
+/// The tables as read, and which entries the body has used so far (all must be, or the
+/// tables are not canonical).
+struct Tables<'a> {
+    devices: &'a [[u8; DEVICE_ID_BYTES]],
+    names: Vec<&'a str>,
+    /// One flag per device, then one per name: a single allocation.
+    used: Vec<bool>,
+}
+
+impl<'a> Tables<'a> {
+    /// Reads both tables.
+    fn read(r: &mut Reader<'a>) -> Result<Tables<'a>, DecodeError> {
         let device_count = r.count(DEVICE_ID_BYTES)?;
-        let mut previous_device: Option<DeviceId> = None;
-        for _ in 0..device_count {
-            let device = DeviceId::from_bytes(r.array()?);
-            if previous_device.is_some_and(|p| p >= device) {
-                return Err(r.non_canonical("device table out of order"));
-            }
-            previous_device = Some(device);
-            state.devices.intern(&device);
+        let (devices, _) = r.take(device_count * DEVICE_ID_BYTES)?.as_chunks();
+        if devices.windows(2).any(|pair| pair[0] >= pair[1]) {
+            return Err(r.non_canonical("device table out of order"));
         }
 
         let name_count = r.count(2)?;
-        let mut previous_name: Option<&str> = None;
+        let mut names: Vec<&str> = Vec::with_capacity(name_count);
         for _ in 0..name_count {
             let name = r.str(MAX_FIELD_NAME_BYTES)?;
             if name.is_empty() {
                 return Err(r.malformed("empty field name"));
             }
-            if previous_name.is_some_and(|p| p >= name) {
+            if names.last().is_some_and(|&p| p >= name) {
                 return Err(r.non_canonical("field names out of order"));
             }
-            previous_name = Some(name);
-            state.names.intern_str(name);
+            names.push(name);
         }
-        Ok(TableUse {
-            device_used: vec![false; device_count],
-            name_used: vec![false; name_count],
+        Ok(Tables {
+            devices,
+            names,
+            used: vec![false; device_count + name_count],
         })
     }
 
     fn name_count(&self) -> usize {
-        self.name_used.len()
+        self.names.len()
     }
 
     fn device(&mut self, r: &Reader<'_>, idx: u64) -> Result<DeviceIdx, DecodeError> {
-        match self.device_used.get_mut(idx as usize) {
+        match self.used[..self.devices.len()].get_mut(idx as usize) {
             Some(used) if idx <= u64::from(u32::MAX) => {
                 *used = true;
                 Ok(idx as DeviceIdx)
@@ -359,7 +412,7 @@ impl TableUse {
     }
 
     fn name(&mut self, r: &Reader<'_>, idx: u64) -> Result<NameId, DecodeError> {
-        match self.name_used.get_mut(idx as usize) {
+        match self.used[self.devices.len()..].get_mut(idx as usize) {
             Some(used) if idx <= u64::from(u32::MAX) => {
                 *used = true;
                 Ok(idx as NameId)
@@ -368,15 +421,25 @@ impl TableUse {
         }
     }
 
-    /// Checked once the body is read: every table entry must have been used.
-    fn finish(&self, end: usize) -> Result<(), DecodeError> {
-        if self.device_used.contains(&false) || self.name_used.contains(&false) {
+    /// Once the body is read, every table entry must have been used.
+    fn finish(
+        self,
+        end: usize,
+        collections: Vec<(&'a str, usize)>,
+        documents: Vec<(DocId, Document)>,
+    ) -> Result<Decoded<'a>, DecodeError> {
+        if self.used.contains(&false) {
             return Err(DecodeError::NonCanonical {
                 offset: end,
                 reason: "table holds an unused entry",
             });
         }
-        Ok(())
+        Ok(Decoded {
+            devices: self.devices,
+            names: self.names,
+            collections,
+            documents,
+        })
     }
 }
 
@@ -437,7 +500,7 @@ fn put_cells(
 fn read_cells(
     r: &mut Reader<'_>,
     count: usize,
-    tables: &mut TableUse,
+    tables: &mut Tables<'_>,
     chain: &mut HlcChain,
 ) -> Result<ThinVec<CounterCell>, DecodeError> {
     if count > r.remaining() / MIN_CELL_BYTES {

@@ -13,11 +13,11 @@
 //!
 //! One clock chain runs through every register and cell of the state.
 
-use std::collections::BTreeMap;
-
-use super::{HlcChain, MIN_CELL_BYTES, Reader, TableUse, common_prefix, decode_value, read_cells};
+use super::{
+    Decoded, HlcChain, MIN_CELL_BYTES, Reader, Tables, common_prefix, decode_value, read_cells,
+};
 use crate::error::DecodeError;
-use crate::state::{Collection, DocId, Document, Register, State};
+use crate::state::{DocId, Document, Register};
 use crate::value::{
     MAX_COLLECTION_NAME_BYTES, MAX_DOCUMENT_ID_BYTES, ThinVec, validate_collection_name,
 };
@@ -26,27 +26,26 @@ use crate::value::{
 const MIN_REGISTER_BYTES: usize = 4;
 
 /// Reads a format 1 body; `r` is just past the version byte.
-pub(super) fn decode(mut r: Reader<'_>) -> Result<State, DecodeError> {
-    let mut state = State::new();
-    let mut tables = TableUse::read(&mut r, &mut state)?;
+pub(super) fn decode(mut r: Reader<'_>) -> Result<Decoded<'_>, DecodeError> {
+    let mut tables = Tables::read(&mut r)?;
     let mut chain = HlcChain::default();
 
     let collection_count = r.count(3)?;
-    let mut previous_collection: Option<&str> = None;
+    let mut collections: Vec<(&str, usize)> = Vec::with_capacity(collection_count);
+    let mut documents: Vec<(DocId, Document)> = Vec::new();
     for _ in 0..collection_count {
         let name = r.str(MAX_COLLECTION_NAME_BYTES)?;
         if validate_collection_name(name).is_err() {
             return Err(r.malformed("invalid collection name"));
         }
-        if previous_collection.is_some_and(|p| p >= name) {
+        if collections.last().is_some_and(|&(p, _)| p >= name) {
             return Err(r.non_canonical("collections out of order"));
         }
-        previous_collection = Some(name);
         let doc_count = r.count(4)?;
         if doc_count == 0 {
             return Err(r.non_canonical("empty collection"));
         }
-        let mut docs = BTreeMap::new();
+        collections.push((name, doc_count));
         let mut previous_id: Vec<u8> = Vec::new();
         for i in 0..doc_count {
             let shared = r.varint()?;
@@ -68,21 +67,17 @@ pub(super) fn decode(mut r: Reader<'_>) -> Result<State, DecodeError> {
             let id_str =
                 std::str::from_utf8(&id).map_err(|_| r.malformed("document id is not UTF-8"))?;
             let doc = document(&mut r, &mut tables, &mut chain)?;
-            docs.insert(DocId::from(id_str), doc);
+            documents.push((DocId::from(id_str), doc));
             previous_id = id;
         }
-        state
-            .collections
-            .insert(Box::from(name), Collection { docs });
     }
     r.finish()?;
-    tables.finish(r.position())?;
-    Ok(state)
+    tables.finish(r.position(), collections, documents)
 }
 
 fn document(
     r: &mut Reader<'_>,
-    tables: &mut TableUse,
+    tables: &mut Tables<'_>,
     chain: &mut HlcChain,
 ) -> Result<Document, DecodeError> {
     let register_count = r.count(MIN_REGISTER_BYTES)?;
@@ -122,7 +117,7 @@ fn document(
 /// The format 1 encoder, kept for tests only: it proves the reader above still reads what
 /// earlier builds wrote.
 #[cfg(test)]
-pub(super) fn encode(state: &State) -> Vec<u8> {
+pub(super) fn encode(state: &crate::state::State) -> Vec<u8> {
     use super::{
         CanonicalTables, encode_value, listed_collections, put_bytes, put_cells, put_varint,
     };

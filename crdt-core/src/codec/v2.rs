@@ -29,16 +29,15 @@
 //! field-name gaps and tags repeat from document to document. What is left is the values
 //! themselves, which pack to the bits their spread needs — 20 bits for integers below a million.
 
-use std::collections::BTreeMap;
-
 use super::columns::{Column, put_column};
 use super::{
-    CanonicalTables, HlcChain, MAX_TAG, Reader, TAG_INT, TableUse, common_prefix, decode_payload,
-    encode_payload, listed_collections, put_bytes, put_cells, put_varint, read_cells, value_tag,
+    CanonicalTables, Decoded, HlcChain, MAX_TAG, Reader, TAG_INT, Tables, common_prefix,
+    decode_payload, encode_payload, listed_collections, put_bytes, put_cells, put_varint,
+    read_cells, value_tag,
 };
 use crate::clock::{HLC_MILLIS_BITS, Hlc};
 use crate::error::DecodeError;
-use crate::state::{Collection, DocId, Document, Register, State};
+use crate::state::{DocId, Document, Register, State};
 use crate::value::{
     MAX_COLLECTION_NAME_BYTES, MAX_DOCUMENT_ID_BYTES, ThinVec, Value, validate_collection_name,
 };
@@ -218,9 +217,8 @@ fn apply_clock_delta(
 }
 
 /// Reads a format 2 body; `r` is just past the version byte.
-pub(super) fn decode(mut r: Reader<'_>) -> Result<State, DecodeError> {
-    let mut state = State::new();
-    let mut tables = TableUse::read(&mut r, &mut state)?;
+pub(super) fn decode(mut r: Reader<'_>) -> Result<Decoded<'_>, DecodeError> {
+    let mut tables = Tables::read(&mut r)?;
 
     // Collections, and how many documents each holds. Every document has at least one byte of
     // id suffix further on, which bounds the total.
@@ -279,14 +277,17 @@ pub(super) fn decode(mut r: Reader<'_>) -> Result<State, DecodeError> {
     }
 
     let mut registers = RegisterReader::open(&mut r, register_total, documents_with_registers)?;
-    let mut documents: Vec<Vec<(DocId, Document)>> = Vec::with_capacity(collections.len());
+    let mut documents: Vec<(DocId, Document)> = Vec::with_capacity(document_count);
     // Each id is put together here (the previous id's prefix, then its suffix) before it is
     // checked and copied into its `DocId`: one buffer for all, not an allocation per document.
     let mut id: Vec<u8> = Vec::new();
     for &(_, count) in &collections {
-        let mut docs = Vec::with_capacity(count);
-        let mut previous_id: &[u8] = &[];
+        let first = documents.len();
         for _ in 0..count {
+            let previous_id = match documents[first..].last() {
+                Some((previous, _)) => previous.as_bytes(),
+                None => &[],
+            };
             let shared = usize::try_from(shared.take()?)
                 .ok()
                 .filter(|&s| s <= previous_id.len())
@@ -308,34 +309,21 @@ pub(super) fn decode(mut r: Reader<'_>) -> Result<State, DecodeError> {
                 .map_err(|_| r.malformed("document id is not UTF-8"))?;
             let count = register_counts.take()? as usize;
             let doc = registers.document(&mut r, count, &mut tables)?;
-            docs.push((id, doc));
-            previous_id = docs.last().map_or(&[], |(id, _)| id.as_bytes());
+            documents.push((id, doc));
         }
-        documents.push(docs);
     }
     registers.finish(&r)?;
 
     // The cells follow every payload, so they are read on a second pass over the documents.
     let mut cell_chain = HlcChain::default();
-    for docs in &mut documents {
-        for (_, doc) in docs.iter_mut() {
-            let count = cell_counts.take()? as usize;
-            if count > 0 {
-                doc.counters = read_cells(&mut r, count, &mut tables, &mut cell_chain)?;
-            }
+    for (_, doc) in &mut documents {
+        let count = cell_counts.take()? as usize;
+        if count > 0 {
+            doc.counters = read_cells(&mut r, count, &mut tables, &mut cell_chain)?;
         }
     }
     r.finish()?;
-    tables.finish(r.position())?;
-
-    for ((name, _), docs) in collections.into_iter().zip(documents) {
-        // Ids are ascending, so the map is built in one pass.
-        let docs: BTreeMap<DocId, Document> = docs.into_iter().collect();
-        state
-            .collections
-            .insert(Box::from(name), Collection { docs });
-    }
-    Ok(state)
+    tables.finish(r.position(), collections, documents)
 }
 
 /// A value tag read from the tag column, refused if this version does not know it.
@@ -398,7 +386,7 @@ impl<'a> RegisterReader<'a> {
         &mut self,
         r: &mut Reader<'_>,
         count: usize,
-        tables: &mut TableUse,
+        tables: &mut Tables<'_>,
     ) -> Result<Document, DecodeError> {
         let mut doc = Document {
             registers: Vec::with_capacity(count),
