@@ -103,8 +103,20 @@ impl<'a> Column<'a> {
         if len > 0 && (len - 1) / BLOCK_LEN > r.remaining().saturating_sub(1) / MIN_BLOCK_BYTES {
             return Err(r.malformed("column longer than the bytes left"));
         }
-        let blocks = r.clone();
-        let mut left = len;
+        let mut column = Column {
+            blocks: r.clone(),
+            left: len,
+            block: Block::default(),
+        };
+        if len == 0 {
+            return Ok(column);
+        }
+        // The first block is made ready here, so a short column (most columns of a small
+        // state are one block, often of one value) is parsed once, not once here and again
+        // on the first `take`. The other blocks are only stepped over.
+        column.start_block()?;
+        *r = column.blocks.clone();
+        let mut left = column.left;
         while left > 0 {
             let n = BLOCK_LEN.min(left);
             r.varint()?;
@@ -112,11 +124,7 @@ impl<'a> Column<'a> {
             r.take((n * width as usize).div_ceil(8))?;
             left -= n;
         }
-        Ok(Column {
-            blocks,
-            left: len,
-            block: Block::default(),
-        })
+        Ok(column)
     }
 
     /// How many values are left to take.
