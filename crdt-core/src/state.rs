@@ -39,7 +39,9 @@ pub(crate) struct Interner<T: Eq + Hash + Clone> {
     /// Index of `items`, built once there are more than [`SCANNED_ITEMS`]: most states that
     /// travel (a transaction's changes, one update) hold a device or two and a few names, and
     /// for them a scan is faster than hashing, and building the map would cost more than both.
-    index: HashMap<T, u32>,
+    /// Hashed with foldhash, seeded per process: a merge from a new device interns its id,
+    /// and SipHash cost several times more than that lookup's other work.
+    index: HashMap<T, u32, foldhash::fast::RandomState>,
     /// Names found lately (used by [`Interner::find_str`]).
     cache: LookupCache,
 }
@@ -51,7 +53,7 @@ impl<T: Eq + Hash + Clone> Default for Interner<T> {
     fn default() -> Self {
         Interner {
             items: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::default(),
             cache: LookupCache::default(),
         }
     }
