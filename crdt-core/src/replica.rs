@@ -1394,6 +1394,40 @@ mod tests {
     }
 
     #[test]
+    fn a_merge_moves_the_clock_past_every_stamp_it_can_trust() {
+        // `b` wrote one field with its wall clock a minute ahead, then one an hour ahead, past
+        // the drift bound. After merging either way, `a`'s next write, made with its own
+        // earlier wall clock, comes after the minute-ahead stamp; the hour-ahead one it does
+        // not follow.
+        const MINUTE: u64 = 60 * 1000;
+        let mut b = replica(2);
+        b.write(NOW + MINUTE, |w| w.set("c", "d", "x", 1)).unwrap();
+        b.write(NOW + 60 * MINUTE, |w| w.set("c", "d", "z", 1))
+            .unwrap();
+        let bytes = b.state().encode();
+        for by_bytes in [false, true] {
+            let mut a = replica(1);
+            if by_bytes {
+                a.merge_encoded(&bytes, NOW).unwrap();
+            } else {
+                a.merge(b.state(), NOW);
+            }
+            a.write(NOW, |w| w.set("c", "e", "x", 2)).unwrap();
+            let stamp =
+                |id: &str, field: &str| a.get("c", id).unwrap().field_stamp(field).unwrap().hlc;
+            assert!(
+                stamp("e", "x") > stamp("d", "x"),
+                "merged by bytes: {by_bytes}"
+            );
+            assert!(
+                stamp("e", "x").millis() < NOW + 2 * MINUTE,
+                "merged by bytes: {by_bytes}"
+            );
+            assert!(stamp("d", "z").millis() >= NOW + 60 * MINUTE);
+        }
+    }
+
+    #[test]
     fn a_refused_write_inside_a_transaction_leaves_no_empty_document() {
         let mut a = replica(1);
         let big = "x".repeat(crate::value::MAX_VALUE_BYTES - 100);

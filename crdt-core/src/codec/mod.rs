@@ -737,6 +737,57 @@ mod tests {
         assert!(v1::encode(replica.state()).len() > 2 * bytes.len());
     }
 
+    /// A replica with writes of its own that a merged state both overwrites and leaves.
+    fn busy_replica() -> Replica {
+        let mut replica = Replica::new(DeviceKey::from_seed([4; 32]).device_id());
+        replica
+            .write(WALL + 3, |w| {
+                w.set("menu", "soup", "price", Value::Int(1))?;
+                w.set("menu", "bread", "price", Value::Int(2))?;
+                w.increment("menu", "soup", "stock", 1)
+            })
+            .unwrap();
+        replica
+    }
+
+    #[test]
+    fn merging_an_encoding_is_merging_its_state() {
+        let state = every_kind();
+        for bytes in [state.encode(), v1::encode(&state)] {
+            let mut from_state = busy_replica();
+            let listed = from_state.merge(&state, WALL + 9);
+            let mut from_bytes = busy_replica();
+            let count = from_bytes.merge_encoded(&bytes, WALL + 9).unwrap();
+            assert_eq!(count, listed.len(), "format {}", bytes[0]);
+            assert_eq!(from_bytes.state(), from_state.state());
+            assert_eq!(from_bytes.clock().last(), from_state.clock().last());
+            // Merging again changes nothing.
+            assert_eq!(from_bytes.merge_encoded(&bytes, WALL + 10).unwrap(), 0);
+        }
+    }
+
+    #[test]
+    fn bad_bytes_merge_nothing() {
+        let bytes = every_kind().encode();
+        let untouched = busy_replica();
+        let mut corrupted = bytes.clone();
+        corrupted[1] ^= 0x40; // The device count: every later read is misaligned.
+        let mut inputs: Vec<&[u8]> = (0..bytes.len()).map(|len| &bytes[..len]).collect();
+        inputs.push(&corrupted);
+        for input in inputs {
+            let mut replica = busy_replica();
+            let refused = replica.merge_encoded(input, WALL + 9).unwrap_err();
+            assert_eq!(
+                refused.code(),
+                State::decode(input).unwrap_err().code(),
+                "{} bytes",
+                input.len()
+            );
+            assert_eq!(replica.state(), untouched.state());
+            assert_eq!(replica.clock().last(), untouched.clock().last());
+        }
+    }
+
     #[test]
     fn every_truncation_is_refused() {
         let state = every_kind();
