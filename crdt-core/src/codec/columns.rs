@@ -87,8 +87,9 @@ struct Block<'a> {
     width: u32,
     /// Values not yet taken.
     left: usize,
-    /// Bits read from `packed` and not yet taken: at most 7 plus one width.
-    pending: u128,
+    /// Bits read from `packed` and not yet taken: at most 63 (see [`Block::bits`]). A `u64`,
+    /// not a `u128`: in wasm32 every `u128` shift is a call into compiler-builtins.
+    pending: u64,
     pending_bits: u32,
     /// The least and greatest offsets taken, for the canonical checks at the block's end.
     least: u64,
@@ -138,21 +139,10 @@ impl<'a> Column<'a> {
             self.start_block()?;
         }
         let b = &mut self.block;
-        let mut offset = 0;
-        if b.width > 0 {
-            while b.pending_bits < b.width {
-                // The block holds exactly ⌈n·width/8⌉ bytes, so this never runs dry.
-                let Some((&byte, rest)) = b.packed.split_first() else {
-                    return Err(self.blocks.malformed("column block shorter than its width"));
-                };
-                b.packed = rest;
-                b.pending |= u128::from(byte) << b.pending_bits;
-                b.pending_bits += 8;
-            }
-            offset = b.pending as u64 & (u64::MAX >> (64 - b.width));
-            b.pending >>= b.width;
-            b.pending_bits -= b.width;
-        }
+        // The block holds exactly ⌈n·width/8⌉ bytes, so this never runs dry.
+        let Some(offset) = b.next_offset() else {
+            return Err(self.blocks.malformed("column block shorter than its width"));
+        };
         b.least = b.least.min(offset);
         b.greatest = b.greatest.max(offset);
         b.left -= 1;
@@ -200,6 +190,35 @@ impl<'a> Column<'a> {
             return Err(r.non_canonical("column block width is not minimal"));
         }
         Ok(())
+    }
+}
+
+impl Block<'_> {
+    /// The next value's offset from the base: its `width` bits, least significant first.
+    fn next_offset(&mut self) -> Option<u64> {
+        match self.width {
+            0 => Some(0),
+            width @ 1..=56 => self.bits(width),
+            width => {
+                let low = self.bits(32)?;
+                Some(low | self.bits(width - 32)? << 32)
+            }
+        }
+    }
+
+    /// The next `n` bits, `n` at most 56: fewer than 8 bits are pending before the call, so
+    /// the pending bits never exceed 63.
+    fn bits(&mut self, n: u32) -> Option<u64> {
+        while self.pending_bits < n {
+            let (&byte, rest) = self.packed.split_first()?;
+            self.packed = rest;
+            self.pending |= u64::from(byte) << self.pending_bits;
+            self.pending_bits += 8;
+        }
+        let bits = self.pending & ((1 << n) - 1);
+        self.pending >>= n;
+        self.pending_bits -= n;
+        Some(bits)
     }
 }
 
@@ -255,8 +274,17 @@ mod tests {
         round_trip(&[i64::MIN, i64::MAX, 0, -1, 1]);
         round_trip(&[u64::MAX as i64, 0]);
         for width in 1..=63 {
-            let values: Vec<i64> = (0..200).map(|i| (i * 7919) % (1i64 << width)).collect();
-            round_trip(&values);
+            // Each block holds 0 and the greatest value of the width, so it is packed at
+            // exactly `width` bits (a first block's header: base 0 in one byte, the width).
+            let greatest = ((1u64 << width) - 1) as i64;
+            let values: Vec<i64> = (0..200)
+                .map(|i| match i % 100 {
+                    0 => 0,
+                    1 => greatest,
+                    _ => (i * 7919) & greatest,
+                })
+                .collect();
+            assert_eq!(round_trip(&values)[1], width as u8, "width {width}");
         }
     }
 
