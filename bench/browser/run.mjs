@@ -7,7 +7,8 @@
 // table per workload with each library's figure and its ratio to Tidemark's, then the bundle
 // sizes and whether the issue's browser targets are met. Each figure is the best of `--runs`
 // (default 3) fresh-page runs: the machine is shared, and the best run is the one least
-// disturbed by other work (runs longer than 20 s are not repeated). `--quick` shrinks every workload
+// disturbed by other work (runs longer than 20 s are not repeated). Runs go in rounds, every
+// library once per round, so that a disturbed spell is shared by all of them. `--quick` shrinks every workload
 // about 100× for a smoke run. Exits non-zero when a library fails to converge, a workload
 // reads back wrong values, or Tidemark shows fewer keys than were written.
 //
@@ -214,23 +215,29 @@ async function main() {
 
     const results = {};
     for (const workload of only) {
-      results[workload] = [];
+      // One entry per library (and per care mode where care matters), run in rounds: each
+      // round runs every entry once, so a slow spell of the shared machine falls on all of
+      // them alike rather than on whichever library's runs it happened to cover.
+      const entries = [];
       for (const id of selected) {
         if (info[id].only && !info[id].only.includes(workload)) continue;
         const modes = workload === 'W2' && info[id].careMatters ? [false, true] : [true];
         for (const care of modes) {
-          const params = { ...SIZES[workload], care };
-          const runs = [];
-          for (let run = 0; run < RUNS; run++) {
-            const t = performance.now();
-            runs.push(await runOne(browser, site, id, workload, params));
-            const took = performance.now() - t;
-            console.error(`  ${workload} ${id}${modes.length > 1 ? (care ? ' (care)' : ' (no care)') : ''} run ${run + 1}: ${(took / 1000).toFixed(1)} s`);
-            if (took > REPEAT_BELOW_MS) break;
-          }
-          results[workload].push({ id, care, runs: runs.length, ...best(runs) });
+          const label = `${id}${modes.length > 1 ? (care ? ' (care)' : ' (no care)') : ''}`;
+          entries.push({ id, care, label, runs: [], done: false });
         }
       }
+      for (let run = 0; run < RUNS; run++) {
+        for (const entry of entries.filter((e) => !e.done)) {
+          const params = { ...SIZES[workload], care: entry.care };
+          const t = performance.now();
+          entry.runs.push(await runOne(browser, site, entry.id, workload, params));
+          const took = performance.now() - t;
+          console.error(`  ${workload} ${entry.label} run ${run + 1}: ${(took / 1000).toFixed(1)} s`);
+          entry.done = took > REPEAT_BELOW_MS;
+        }
+      }
+      results[workload] = entries.map(({ id, care, runs }) => ({ id, care, runs: runs.length, ...best(runs) }));
       print[workload](results[workload], info);
     }
     printSizes(sizes);
@@ -274,7 +281,7 @@ async function printHeader(browser, info) {
   console.log(`- Libraries: ${Object.entries(versions).map(([p, v]) => `${p} ${v}`).join(', ')}`);
   console.log('- Tidemark runs through its public JS API (`tidemark/replica`; W1 also `openStore`), every call crossing into wasm.');
   console.log('- Ratios are the library\'s figure divided by Tidemark\'s (for sets/s higher is better, for times and bytes lower is better).');
-  console.log(`- Each figure is the best of ${RUNS} run(s), every run in a fresh page (runs over 20 s are not repeated; times are the fastest run, bytes the first); inputs from one SplitMix64 generator with fixed seeds.`);
+  console.log(`- Each figure is the best of ${RUNS} run(s), every run in a fresh page, in rounds that run every library once (runs over 20 s are not repeated; times are the fastest run, bytes the first); inputs from one SplitMix64 generator with fixed seeds.`);
   console.log('- Care given for concurrently created nested maps:');
   for (const id of PEERS.concat(OURS)) if (info[id]) console.log(`  - ${info[id].name}: ${info[id].care}`);
 }
