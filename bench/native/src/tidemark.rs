@@ -126,8 +126,9 @@ impl Store for Tidemark {
     }
 
     fn apply(&mut self, delta: &[u8]) {
-        let state = State::decode(delta).expect("a delta decodes");
-        self.merge(&state);
+        self.replica
+            .merge_encoded(delta, self.wall_ms)
+            .expect("a delta decodes");
     }
 
     fn single_key_update(replica: u64, value: i64) -> Vec<u8> {
@@ -137,8 +138,9 @@ impl Store for Tidemark {
     }
 
     fn apply_update(&mut self, update: &[u8]) {
-        let state = State::decode(update).expect("an update decodes");
-        self.merge(&state);
+        self.replica
+            .merge_encoded(update, self.wall_ms)
+            .expect("an update decodes");
     }
 
     fn single_key_value(&self) -> Option<i64> {
