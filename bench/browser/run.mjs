@@ -8,9 +8,9 @@
 // sizes and whether the issue's browser targets are met. Each figure is the best of `--runs`
 // (default 3) fresh-page runs: the machine is shared, and the best run is the one least
 // disturbed by other work (runs longer than 20 s are not repeated). Runs go in rounds, every
-// library once per round, so that a disturbed spell is shared by all of them. `--quick` shrinks every workload
-// about 100× for a smoke run. Exits non-zero when a library fails to converge, a workload
-// reads back wrong values, or Tidemark shows fewer keys than were written.
+// library once per round, so that a disturbed spell is shared by all of them. `--quick`
+// shrinks every workload about 100× for a smoke run. Exits non-zero when a library fails to
+// converge, a workload reads back wrong values, or Tidemark shows fewer keys than were written.
 //
 // Needs `tidemark` installed here (`cargo xtask browser-bench` builds and installs it) and
 // the browser tests' packages in tests/browser/ (their harness is reused).
