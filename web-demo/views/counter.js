@@ -80,33 +80,46 @@ export function mount(root, app) {
   };
 
   const submit = () => attempt(async () => {
-    const lineItems = [...ticket.values()].map(({ item, quantity }) => ({
+    const taken = [...ticket.values()];
+    if (taken.length === 0) return;
+    const lineItems = taken.map(({ item, quantity }) => ({
       item: item.id, name: item.name, quantity, price: item.price,
     }));
-    if (lineItems.length === 0) return;
-    place.disabled = true;
-    const number = await nextOrderNumber(app);
-    const now = Date.now();
-    // Issued together: one IndexedDB transaction, one batch to push.
-    await Promise.all([
-      app.orders.upsert({
-        id: crypto.randomUUID(),
-        number,
-        lines: lineItems,
-        table: table.value.trim(),
-        notes: notes.value.trim(),
-        placedAt: now,
-        placedBy: app.deviceName,
-        changedBy: app.deviceName,
-        changedAt: now,
-      }),
-      ...lineItems.map((line) => app.menu.increment(line.item, 'stock', -line.quantity)),
-    ]);
+    const order = { table: table.value.trim(), notes: notes.value.trim() };
+    // The ticket is cleared now, not once the writes resolve: dishes tapped for the next
+    // order in the meantime belong to that order and must not be wiped with this one.
     ticket.clear();
     table.value = '';
     notes.value = '';
     renderTicket();
-    toast(`Order ${number} sent to the kitchen`);
+    try {
+      const number = await nextOrderNumber(app);
+      const now = Date.now();
+      // Issued together: one IndexedDB transaction, one batch to push.
+      await Promise.all([
+        app.orders.upsert({
+          id: crypto.randomUUID(),
+          number,
+          lines: lineItems,
+          ...order,
+          placedAt: now,
+          placedBy: app.deviceName,
+          changedBy: app.deviceName,
+          changedAt: now,
+        }),
+        ...lineItems.map((line) => app.menu.increment(line.item, 'stock', -line.quantity)),
+      ]);
+      toast(`Order ${number} sent to the kitchen`);
+    } catch (error) {
+      // Not placed: its lines go back on the ticket, beside anything tapped since.
+      for (const { item, quantity } of taken) {
+        ticket.set(item.id, { item, quantity: (ticket.get(item.id)?.quantity ?? 0) + quantity });
+      }
+      table.value ||= order.table;
+      notes.value ||= order.notes;
+      renderTicket();
+      throw error;
+    }
   });
 
   renderTicket();
