@@ -669,20 +669,10 @@ impl State {
         mut admit: impl FnMut(&str, &str) -> bool,
         mut on_change: impl FnMut(&str, &str),
     ) {
-        let remap = Remap {
-            devices: other
-                .devices
-                .items()
-                .iter()
-                .map(|d| self.devices.intern(d))
-                .collect(),
-            names: other
-                .names
-                .items()
-                .iter()
-                .map(|n| self.names.intern_str(n))
-                .collect(),
-        };
+        let remap = self.remap(
+            other.devices.items().iter().copied(),
+            other.names.items().iter().map(|n| &**n),
+        );
         for (collection_name, theirs) in &other.collections {
             if theirs.docs.is_empty() {
                 continue;
@@ -712,18 +702,10 @@ impl State {
         mut admit: impl FnMut(&str, &str) -> bool,
         mut on_change: impl FnMut(&str, &str),
     ) {
-        let remap = Remap {
-            devices: other
-                .devices
-                .iter()
-                .map(|d| self.devices.intern(&DeviceId::from_bytes(*d)))
-                .collect(),
-            names: other
-                .names
-                .iter()
-                .map(|n| self.names.intern_str(n))
-                .collect(),
-        };
+        let remap = self.remap(
+            other.devices.iter().map(|d| DeviceId::from_bytes(*d)),
+            other.names.iter().copied(),
+        );
         let mut documents = other.documents.into_iter();
         for (collection_name, count) in other.collections {
             let documents = documents.by_ref().take(count).map(|(id, doc)| {
@@ -741,6 +723,18 @@ impl State {
                 &mut admit,
                 &mut on_change,
             );
+        }
+    }
+
+    /// Interns another state's tables (in their index order) and says where each entry landed.
+    fn remap<'n>(
+        &mut self,
+        devices: impl Iterator<Item = DeviceId>,
+        names: impl Iterator<Item = &'n str>,
+    ) -> Remap {
+        Remap {
+            devices: devices.map(|d| self.devices.intern(&d)).collect(),
+            names: names.map(|n| self.names.intern_str(n)).collect(),
         }
     }
 
