@@ -15,7 +15,9 @@
 //! object even when they answer a checksum failure (s3s-fs 0.14 does), so the store's own
 //! check is not relied on.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::Client;
@@ -25,12 +27,13 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::presigning::{PresignedRequest, PresigningConfig};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use axum::body::Body;
-use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+use axum::http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use s3s::auth::SimpleAuth;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tidemark_core::DeviceId;
+use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
 /// A failure talking to object storage.
 #[derive(Debug, thiserror::Error)]
@@ -492,7 +495,13 @@ impl ObjectStore {
 #[derive(Clone, Debug)]
 pub struct EmbeddedStore {
     service: S3Service,
+    locks: Arc<ObjectLocks>,
 }
+
+/// Writes whose body is at most this long are read whole before their object is locked, so
+/// that a slow (or vanished) uploader does not hold up the object's readers. Level packs fit;
+/// longer bodies are streamed with the lock held.
+const BUFFERED_WRITE_LIMIT: u64 = 8 << 20;
 
 impl EmbeddedStore {
     /// Serves the buckets under `root` (creating `root/bucket`), accepting one key pair.
@@ -509,6 +518,7 @@ impl EmbeddedStore {
         builder.set_auth(SimpleAuth::from_single(access_key_id, secret_access_key));
         Ok(EmbeddedStore {
             service: builder.build(),
+            locks: Arc::default(),
         })
     }
 
@@ -516,6 +526,12 @@ impl EmbeddedStore {
     ///
     /// s3s-fs ignores `If-None-Match` on reads; devices rely on it to make an idle sync round
     /// cost nothing, so a matching GET or HEAD is answered `304 Not Modified` here.
+    ///
+    /// s3s-fs also saves an object's bytes and its ETag one after the other, in two files:
+    /// unguarded, a read between the two paired old bytes with the new ETag, and a device that
+    /// merged them then ignored the announcement of that ETag as already read. So every
+    /// request holds its object's lock while s3s-fs handles it: shared for reads (their body
+    /// streams from the file opened under it), exclusive for writes.
     pub async fn serve(&self, request: Request<Body>) -> Response<Body> {
         let is_read = matches!(request.method().as_str(), "GET" | "HEAD");
         let if_none_match = request
@@ -523,6 +539,25 @@ impl EmbeddedStore {
             .get(header::IF_NONE_MATCH)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let key = request.uri().path().to_owned();
+        // A part of a multipart upload is saved apart from its object until the upload is
+        // completed (which is locked): parts go straight through.
+        let is_part = request.method() == Method::PUT
+            && request
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p.starts_with("uploadId=")));
+        let (request, _lock) = if is_part {
+            (request, None)
+        } else if is_read {
+            (request, Some(self.locks.lock(key, Access::Read).await))
+        } else {
+            let request = match buffer_small_body(request).await {
+                Ok(request) => request,
+                Err(response) => return response,
+            };
+            (request, Some(self.locks.lock(key, Access::Write).await))
+        };
         let response = match self
             .service
             .call(request.map(s3s::Body::http_body_unsync))
@@ -549,6 +584,83 @@ impl EmbeddedStore {
             return not_modified;
         }
         response
+    }
+}
+
+/// Reads a write's body into memory when it declares a length of at most
+/// [`BUFFERED_WRITE_LIMIT`]; other requests pass as they are. An upload cut short is answered
+/// 400 here, and reaches no object.
+async fn buffer_small_body(request: Request<Body>) -> Result<Request<Body>, Response<Body>> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_none_or(|length| length > BUFFERED_WRITE_LIMIT) {
+        return Ok(request);
+    }
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, BUFFERED_WRITE_LIMIT as usize).await {
+        Ok(bytes) => Ok(Request::from_parts(parts, Body::from(bytes))),
+        Err(error) => {
+            tracing::debug!(%error, "an upload to the embedded store ended early");
+            let mut response = Response::new(Body::from("the request body was cut short"));
+            *response.status_mut() = StatusCode::BAD_REQUEST;
+            Err(response)
+        }
+    }
+}
+
+/// One read/write lock per object key, kept only while a request holds it.
+#[derive(Debug, Default)]
+struct ObjectLocks {
+    held: Mutex<HashMap<String, Arc<RwLock<()>>>>,
+}
+
+impl ObjectLocks {
+    /// Waits for `key`'s lock: shared for [`Access::Read`], exclusive for [`Access::Write`].
+    async fn lock(&self, key: String, access: Access) -> ObjectGuard<'_> {
+        let lock = {
+            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(held.entry(key.clone()).or_default())
+        };
+        let mut guard = ObjectGuard {
+            locks: self,
+            key,
+            read: None,
+            write: None,
+        };
+        match access {
+            Access::Read => guard.read = Some(lock.read_owned().await),
+            Access::Write => guard.write = Some(lock.write_owned().await),
+        }
+        guard
+    }
+}
+
+/// A held object lock (one of the two); the last one out removes the key's entry.
+#[derive(Debug)]
+struct ObjectGuard<'a> {
+    locks: &'a ObjectLocks,
+    key: String,
+    read: Option<OwnedRwLockReadGuard<()>>,
+    write: Option<OwnedRwLockWriteGuard<()>>,
+}
+
+impl Drop for ObjectGuard<'_> {
+    fn drop(&mut self) {
+        // Released first: the entry may go only once no guard refers to it.
+        self.read = None;
+        self.write = None;
+        let mut held = self.locks.held.lock().unwrap_or_else(|e| e.into_inner());
+        // Every other holder or waiter cloned the `Arc` under this mutex: a count of one is
+        // the map's own reference.
+        if held
+            .get(&self.key)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            held.remove(&self.key);
+        }
     }
 }
 

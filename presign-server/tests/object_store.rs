@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use axum::http::{Method, StatusCode};
@@ -34,6 +36,60 @@ against_both_stores!(
     small_blob_is_write_once_and_checked_against_its_digest,
     large_blob_upload_resumes_and_completes,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_level_read_while_it_is_rewritten_pairs_its_bytes_with_their_etag() {
+    // s3s-fs renames the new object file into place, then saves its ETag in a second file:
+    // a read between the two (or one that opened the file before the rename and loaded the
+    // ETag after) paired old bytes with the new ETag. A device that merged the old bytes
+    // then took the announcement of the new ETag as already read, and its `If-None-Match`
+    // got 304s for the new pack until the level changed again.
+    let s = space(StoreKind::Embedded).await;
+    let grant = s
+        .server
+        .grant(&s.writer, "default", s.writer_device, &["orders"])
+        .await;
+    let put_l0 = url(&grant, "/put/orders/0");
+    let get_l0 = url(&grant, &format!("/get/orders/{}/0", s.writer_device));
+    let versions = [vec![b'a'; 3000], vec![b'b'; 5000]];
+    let mut etags = Vec::new();
+    for version in &versions {
+        assert_eq!(put(&s.http, &put_l0, version).await, 200);
+        let response = s.http.get(&get_l0).send().await.unwrap();
+        etags.push(response.headers()["etag"].to_str().unwrap().to_owned());
+    }
+    assert_ne!(etags[0], etags[1]);
+
+    let writing = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let (http, put_l0, versions) = (s.http.clone(), put_l0.clone(), versions.clone());
+        let writing = Arc::clone(&writing);
+        tokio::spawn(async move {
+            let mut writes = 0;
+            while writing.load(Ordering::Relaxed) {
+                assert_eq!(put(&http, &put_l0, &versions[writes % 2]).await, 200);
+                writes += 1;
+            }
+            writes
+        })
+    };
+    for read in 0..100 {
+        let response = s.http.get(&get_l0).send().await.unwrap();
+        let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+        let body = response.bytes().await.unwrap();
+        let version = versions.iter().position(|v| v[..] == body[..]);
+        let Some(version) = version else {
+            panic!("read {} bytes that were never written", body.len());
+        };
+        assert_eq!(
+            etag, etags[version],
+            "read {read}: bytes of version {version}"
+        );
+    }
+    writing.store(false, Ordering::Relaxed);
+    let writes = writer.await.unwrap();
+    assert!(writes > 20, "only {writes} writes overlapped the reads");
+}
 
 struct Space {
     server: TestServer,
