@@ -922,3 +922,66 @@ fn sync_now_during_a_round_runs_another_round_once_it_ends() {
     a.run(&mut world, a.now, None);
     assert_eq!(text(&a, "o1").as_deref(), Some("second"));
 }
+
+#[test]
+fn a_device_registered_while_a_grant_is_on_its_way_is_read_without_waiting_for_a_round() {
+    let mut world = World::new();
+    let a_key = world.enroll(1, Role::Writer);
+    let mut a = Device::new(&world, a_key, config());
+    a.engine.set_live(true);
+    a.settle(&mut world);
+
+    // Someone joins the space: `a` asks for a new grant, and the server makes it just before
+    // the newcomer's device is registered.
+    a.engine.on_devices_changed();
+    let Some(Step::FetchGrant { collections }) = a.engine.poll(a.now) else {
+        panic!("a stale grant is fetched first");
+    };
+    let made_too_early = world.grant(a.key.device_id(), &collections, a.now);
+    let b_key = world.enroll(2, Role::Writer);
+    let mut b = Device::new(&world, b_key, config());
+    b.write("orders", "o2", "text", "from b");
+    b.settle(&mut world);
+    // The registration's event arrives while that grant is still on its way.
+    a.engine.on_devices_changed();
+    a.engine.on_grant(a.now, &made_too_early).unwrap();
+
+    // Well before the next polling round (minutes away on a live device).
+    let soon = a.now + 10_000;
+    a.run(&mut world, soon, None);
+    assert_eq!(text(&a, "o2").as_deref(), Some("from b"));
+}
+
+#[test]
+fn a_grant_that_brings_a_new_device_during_a_round_has_it_read_when_the_round_ends() {
+    // a, live (announcements arrive, so its polling rounds are minutes apart), has read c;
+    // b is enrolled after a's grant was made.
+    let mut world = World::new();
+    let a_key = world.enroll(1, Role::Writer);
+    let c_key = world.enroll(3, Role::Writer);
+    let c_level0 = World::url(&c_key.device_id(), "orders", 0);
+    let mut c = Device::new(&world, c_key, config());
+    c.write("orders", "o1", "text", "from c");
+    c.settle(&mut world);
+    let mut a = Device::new(&world, a_key, config());
+    a.engine.set_live(true);
+    a.settle(&mut world);
+    assert_eq!(text(&a, "o1").as_deref(), Some("from c"));
+    let b_key = world.enroll(2, Role::Writer);
+    let mut b = Device::new(&world, b_key, config());
+    b.write("orders", "o2", "text", "from b");
+    b.settle(&mut world);
+
+    // The next polling round starts, reading from the old grant; its read of c is on its way
+    // when b's registration asks for a new grant, which arrives during the round.
+    a.now += config().poll_live_millis + 1;
+    let (held, answer) = a.hold_request(&mut world, |url| url == c_level0);
+    a.engine.on_devices_changed();
+    a.run(&mut world, a.now, None);
+    assert!(a.engine.status().has_grant);
+    a.engine.on_response(a.now, held, answer);
+
+    let soon = a.now + 10_000;
+    a.run(&mut world, soon, None);
+    assert_eq!(text(&a, "o2").as_deref(), Some("from b"));
+}

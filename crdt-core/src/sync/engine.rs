@@ -28,8 +28,11 @@ pub struct SyncEngine {
     pub(super) grant: Option<Grant>,
     grant_fetch: Retry,
     /// Set when the grant must be replaced before it expires: a 403 from the store, a new
-    /// device, a new collection.
+    /// device, a new collection. See `grant_went_stale`.
     grant_stale: bool,
+    /// The grant went stale while one was being fetched: that one may predate the reason (a
+    /// device registered just after the server made it), so another is fetched after it.
+    grant_stale_again: bool,
     pub(super) collections: BTreeMap<String, CollectionSync>,
     round: Round,
     live: bool,
@@ -264,6 +267,7 @@ impl SyncEngine {
             grant: None,
             grant_fetch: Retry::default(),
             grant_stale: false,
+            grant_stale_again: false,
             collections,
             round,
             live: false,
@@ -321,7 +325,7 @@ impl SyncEngine {
             self.config.collections.insert(collection.to_string());
             self.collections
                 .insert(collection.to_string(), CollectionSync::new());
-            self.grant_stale = true;
+            self.grant_went_stale();
             self.dirty = true;
         }
     }
@@ -511,7 +515,7 @@ impl SyncEngine {
     /// the event stream reconnected), with a fresh grant so that devices that joined
     /// meanwhile are read too.
     pub fn sync_now(&mut self, local_wall_millis: u64) {
-        self.grant_stale = true;
+        self.grant_went_stale();
         self.round.again |= self.round.active;
         self.round.next_at = local_wall_millis;
         self.round.interval = self.config.poll_min_millis;
@@ -547,7 +551,7 @@ impl SyncEngine {
             // A device this grant does not know yet: a new grant will have its URLs and its
             // certificate.
             if self.collections.contains_key(collection) && !grant.revoked.contains_key(&device) {
-                self.grant_stale = true;
+                self.grant_went_stale();
             }
             return;
         }
@@ -564,7 +568,7 @@ impl SyncEngine {
 
     /// The device list changed (a `devices` event): fetch a new grant.
     pub fn on_devices_changed(&mut self) {
-        self.grant_stale = true;
+        self.grant_went_stale();
     }
 
     /// When to call [`SyncEngine::poll`] again if nothing arrives first.
@@ -696,7 +700,7 @@ impl SyncEngine {
             }
         };
         self.grant_fetch.failures = 0;
-        self.grant_stale = false;
+        self.grant_stale = std::mem::take(&mut self.grant_stale_again);
         self.server_key = Some(grant.server_key);
         // The grant carries the server's time: writes are stamped in it from now on.
         let offset = i128::from(grant.server_time) - i128::from(local_wall_millis);
@@ -714,7 +718,9 @@ impl SyncEngine {
             .cloned()
             .collect();
         if new_authors > 0 || !newly_covered.is_empty() {
-            // New devices or collections: read them now rather than at the next round.
+            // New devices or collections: read them now rather than at the next round. A
+            // round under way read from the old grant: another one starts once it ends.
+            self.round.again |= self.round.active;
             self.round.next_at = self.round.next_at.min(local_wall_millis);
             self.round.interval = self.config.poll_min_millis;
         }
@@ -775,7 +781,16 @@ impl SyncEngine {
         }
     }
 
+    /// The grant must be replaced. A grant already on its way does not settle that: it may
+    /// have been made before the reason arose.
+    fn grant_went_stale(&mut self) {
+        self.grant_stale = true;
+        self.grant_stale_again |= self.grant_fetch.in_flight;
+    }
+
     fn grant_failed(&mut self, now: u64) {
+        // The next try is asked for after every reason so far: one more is not needed.
+        self.grant_stale_again = false;
         self.grant_fetch.failures += 1;
         self.grant_fetch.not_before = now
             + self
@@ -1020,7 +1035,7 @@ impl SyncEngine {
             403 => {
                 // Presigned URLs stop working when the grant expires: get a new one, then
                 // read again.
-                self.grant_stale = true;
+                self.grant_went_stale();
                 self.retry_level(now, collection, device, level, None);
             }
             429 | 500..=599 => {
@@ -1253,7 +1268,9 @@ impl SyncEngine {
                 return;
             }
             HttpOutcome::Response { status: 403, .. } => {
+                // `grant_went_stale`, spelt out: `push` still borrows the collection.
                 self.grant_stale = true;
+                self.grant_stale_again |= self.grant_fetch.in_flight;
                 (None, None)
             }
             HttpOutcome::Response {
