@@ -16,6 +16,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::api::{Api, ApiError};
 use crate::events::{ServerEvent, read_events};
 
+/// How long a stopping watch waits for the answers of requests already sent.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
 /// Why a client operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -495,7 +498,11 @@ impl Client {
                 }
                 _ = tokio::time::sleep_until(self.wakeup().min(deadline)) => {
                     if tokio::time::Instant::now() >= deadline {
-                        return Err(self.timed_out(limit));
+                        let error = self.timed_out(limit);
+                        // Their answers will not be taken: what they were for is done again
+                        // by the next sync.
+                        self.engine.abandon_requests();
+                        return Err(error);
                     }
                 }
             }
@@ -515,7 +522,8 @@ impl Client {
 
     /// [`Client::watch`], also making the writes that arrive in `writes` (from a
     /// [`WriteQueue`]) as they come; each is pushed after the engine's push delay, like any
-    /// write. Writes still queued when `stop` resolves are not made.
+    /// write. Writes still queued when `stop` resolves are not made; requests already sent get
+    /// a moment to be answered.
     pub async fn watch_with_writes(
         &mut self,
         stop: impl std::future::Future<Output = ()>,
@@ -556,7 +564,26 @@ impl Client {
         if let Some(stream) = stream {
             stream.abort();
         }
-        Ok(())
+        self.finish_requests(&mut rx).await
+    }
+
+    /// After the driver loop: takes the answers already on their way for a little while (a
+    /// push that landed is then acknowledged, not pushed again next time), starts nothing new,
+    /// forgets the rest and stores the checkpoint.
+    async fn finish_requests(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<Done>,
+    ) -> Result<(), ClientError> {
+        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        while self.engine.status().in_flight > 0 {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(done @ (Done::Http(..) | Done::Grant(_)))) => self.complete(done)?,
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        self.engine.abandon_requests();
+        self.persist()
     }
 
     fn spawn_event_stream(&self, tx: mpsc::UnboundedSender<Done>) -> tokio::task::JoinHandle<()> {

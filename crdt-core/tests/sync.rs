@@ -985,3 +985,23 @@ fn a_grant_that_brings_a_new_device_during_a_round_has_it_read_when_the_round_en
     a.run(&mut world, soon, None);
     assert_eq!(text(&a, "o2").as_deref(), Some("from b"));
 }
+
+#[test]
+fn requests_whose_answers_the_driver_abandoned_are_made_again() {
+    // A read: a stopped waiting for its answer (say its `sync` ran out of time).
+    let (mut world, mut a, _, _, _held, _answer) = a_holds_a_stale_read_of_b();
+    a.engine.abandon_requests();
+    a.run(&mut world, a.now, None);
+    assert_eq!(text(&a, "o1").as_deref(), Some("second"));
+    assert!(a.engine.is_idle());
+
+    // A push whose PUT landed but whose answer was abandoned: it is sent again.
+    a.write("orders", "o2", "text", "from a");
+    let a_level0 = World::url(&a.key.device_id(), "orders", 0);
+    let (_held, landed) = a.hold_request(&mut world, |url| url == a_level0);
+    assert!(matches!(landed, HttpOutcome::Response { status: 200, .. }));
+    a.engine.abandon_requests();
+    a.run(&mut world, a.now + 1_000, None);
+    assert_eq!(a.engine.pending_writes(), 0);
+    assert!(a.engine.is_idle());
+}

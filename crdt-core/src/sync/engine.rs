@@ -530,6 +530,36 @@ impl SyncEngine {
         self.grant_fetch.not_before = 0;
     }
 
+    /// The driver stopped waiting for the answers of the requests in flight (it is shutting
+    /// down, or gave up on a deadline): they are forgotten, and what they were for is done
+    /// again when syncing goes on. A PUT that landed is sent again, which is harmless; a
+    /// level read is read again.
+    pub fn abandon_requests(&mut self) {
+        for target in std::mem::take(&mut self.in_flight).into_values() {
+            match target {
+                Target::Level {
+                    collection,
+                    device,
+                    level,
+                } => {
+                    if let Some(sync) = self.collections.get_mut(&collection) {
+                        sync.remote(device)[usize::from(level)].retry.in_flight = false;
+                    }
+                }
+                Target::Push { collection } => {
+                    if let Some(push) = self
+                        .collections
+                        .get_mut(&collection)
+                        .and_then(|c| c.push.as_mut())
+                    {
+                        push.retry.in_flight = false;
+                    }
+                }
+            }
+        }
+        self.grant_fetch.in_flight = false;
+    }
+
     /// Whether announcements are arriving. While they do, polling is only a slow safety net.
     pub fn set_live(&mut self, live: bool) {
         self.live = live;
