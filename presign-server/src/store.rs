@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::Client;
@@ -611,57 +611,60 @@ async fn buffer_small_body(request: Request<Body>) -> Result<Request<Body>, Resp
     }
 }
 
-/// One read/write lock per object key, kept only while a request holds it.
+/// One read/write lock per object key, alive only while a request holds or awaits it: the map
+/// keeps weak references, so a request given up while waiting (its client went away) leaves
+/// nothing behind but an entry that the next pruning drops.
 #[derive(Debug, Default)]
 struct ObjectLocks {
-    held: Mutex<HashMap<String, Arc<RwLock<()>>>>,
+    held: Mutex<LockMap>,
 }
+
+#[derive(Debug, Default)]
+struct LockMap {
+    by_key: HashMap<String, Weak<RwLock<()>>>,
+    /// Dead entries are dropped when the map reaches this size (then twice the live count).
+    prune_at: usize,
+}
+
+/// The map is first pruned at this many entries.
+const LOCK_MAP_PRUNE_AT: usize = 256;
 
 impl ObjectLocks {
     /// Waits for `key`'s lock: shared for [`Access::Read`], exclusive for [`Access::Write`].
-    async fn lock(&self, key: String, access: Access) -> ObjectGuard<'_> {
-        let lock = {
-            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-            Arc::clone(held.entry(key.clone()).or_default())
-        };
-        let mut guard = ObjectGuard {
-            locks: self,
-            key,
-            read: None,
-            write: None,
-        };
+    async fn lock(&self, key: String, access: Access) -> ObjectGuard {
+        let lock = self.lock_for(key);
         match access {
-            Access::Read => guard.read = Some(lock.read_owned().await),
-            Access::Write => guard.write = Some(lock.write_owned().await),
+            Access::Read => ObjectGuard {
+                _read: Some(lock.read_owned().await),
+                _write: None,
+            },
+            Access::Write => ObjectGuard {
+                _read: None,
+                _write: Some(lock.write_owned().await),
+            },
         }
-        guard
+    }
+
+    fn lock_for(&self, key: String) -> Arc<RwLock<()>> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(lock) = held.by_key.get(&key).and_then(Weak::upgrade) {
+            return lock;
+        }
+        if held.by_key.len() >= held.prune_at.max(LOCK_MAP_PRUNE_AT) {
+            held.by_key.retain(|_, lock| lock.strong_count() > 0);
+            held.prune_at = 2 * held.by_key.len();
+        }
+        let lock = Arc::new(RwLock::new(()));
+        held.by_key.insert(key, Arc::downgrade(&lock));
+        lock
     }
 }
 
-/// A held object lock (one of the two); the last one out removes the key's entry.
+/// A held object lock, shared or exclusive; released when dropped.
 #[derive(Debug)]
-struct ObjectGuard<'a> {
-    locks: &'a ObjectLocks,
-    key: String,
-    read: Option<OwnedRwLockReadGuard<()>>,
-    write: Option<OwnedRwLockWriteGuard<()>>,
-}
-
-impl Drop for ObjectGuard<'_> {
-    fn drop(&mut self) {
-        // Released first: the entry may go only once no guard refers to it.
-        self.read = None;
-        self.write = None;
-        let mut held = self.locks.held.lock().unwrap_or_else(|e| e.into_inner());
-        // Every other holder or waiter cloned the `Arc` under this mutex: a count of one is
-        // the map's own reference.
-        if held
-            .get(&self.key)
-            .is_some_and(|lock| Arc::strong_count(lock) == 1)
-        {
-            held.remove(&self.key);
-        }
-    }
+struct ObjectGuard {
+    _read: Option<OwnedRwLockReadGuard<()>>,
+    _write: Option<OwnedRwLockWriteGuard<()>>,
 }
 
 /// Whether an `If-None-Match` list names `etag` (weak comparison, `*` matches anything).
@@ -684,6 +687,31 @@ fn etag_matches(if_none_match: &str, etag: &HeaderValue) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn object_locks_are_shared_by_reads_taken_alone_by_writes_and_forgotten_when_free() {
+        let locks = ObjectLocks::default();
+        let first = locks.lock("k".into(), Access::Read).await;
+        let second = locks.lock("k".into(), Access::Read).await;
+        let write = locks.lock("k".into(), Access::Write);
+        tokio::pin!(write);
+        let waited = tokio::time::timeout(Duration::from_millis(20), &mut write).await;
+        assert!(waited.is_err(), "a write waits for the reads");
+        drop((first, second));
+        let _write = write.await;
+        let other = tokio::time::timeout(
+            Duration::from_secs(1),
+            locks.lock("other".into(), Access::Write),
+        )
+        .await;
+        assert!(other.is_ok(), "objects are locked apart");
+
+        for n in 0..10_000 {
+            drop(locks.lock(format!("k{n}"), Access::Write).await);
+        }
+        let entries = locks.held.lock().unwrap().by_key.len();
+        assert!(entries <= LOCK_MAP_PRUNE_AT, "{entries} entries");
+    }
 
     #[test]
     fn if_none_match_lists_are_compared_weakly() {
