@@ -557,7 +557,9 @@ impl SyncEngine {
                 }
             }
         }
+        // A grant still wanted is fetched anew, after every reason so far.
         self.grant_fetch.in_flight = false;
+        self.grant_stale_again = false;
     }
 
     /// Whether announcements are arriving. While they do, polling is only a slow safety net.
