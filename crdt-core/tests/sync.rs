@@ -1005,3 +1005,29 @@ fn requests_whose_answers_the_driver_abandoned_are_made_again() {
     assert_eq!(a.engine.pending_writes(), 0);
     assert!(a.engine.is_idle());
 }
+
+#[test]
+fn a_push_refused_for_an_expired_url_fetches_a_new_grant_and_lands() {
+    let mut world = World::new();
+    let a_key = world.enroll(1, Role::Writer);
+    let a_level0 = World::url(&a_key.device_id(), "orders", 0);
+    let mut a = Device::new(&world, a_key, config());
+    a.settle(&mut world);
+    a.write("orders", "o1", "text", "late");
+    let (held, _) = a.hold_request(&mut world, |url| url == a_level0);
+    let expired = HttpOutcome::Response {
+        status: 403,
+        etag: None,
+        body: Vec::new(),
+        retry_after_secs: None,
+    };
+    a.engine.on_response(a.now, held, expired);
+
+    let Some(Step::FetchGrant { collections }) = a.engine.poll(a.now) else {
+        panic!("a new grant comes first");
+    };
+    let grant = world.grant(a.key.device_id(), &collections, a.now);
+    a.engine.on_grant(a.now, &grant).unwrap();
+    a.run(&mut world, a.now + 60_000, None);
+    assert_eq!(a.engine.pending_writes(), 0);
+}

@@ -1261,6 +1261,7 @@ impl SyncEngine {
         };
         let Some(push) = &mut sync.push else { return };
         push.retry.in_flight = false;
+        let grant_expired = matches!(outcome, HttpOutcome::Response { status: 403, .. });
         let failure = match outcome {
             HttpOutcome::Response {
                 status: 200..=299,
@@ -1299,12 +1300,9 @@ impl SyncEngine {
                 });
                 return;
             }
-            HttpOutcome::Response { status: 403, .. } => {
-                // `grant_went_stale`, spelt out: `push` still borrows the collection.
-                self.grant_stale = true;
-                self.grant_stale_again |= self.grant_fetch.in_flight;
-                (None, None)
-            }
+            // Presigned URLs stop working when the grant expires: a new grant is asked for
+            // below, once `push` no longer borrows the collection; then the PUT goes again.
+            HttpOutcome::Response { status: 403, .. } => (None, None),
             HttpOutcome::Response {
                 status: status @ (429 | 500..=599),
                 retry_after_secs,
@@ -1334,6 +1332,9 @@ impl SyncEngine {
         push.retry.not_before = now + backoff.max(retry_after.unwrap_or(0) * 1_000);
         if let Some(error) = error {
             self.events.push(SyncEvent::Problem(error));
+        }
+        if grant_expired {
+            self.grant_went_stale();
         }
     }
 
