@@ -313,8 +313,9 @@ const print = {
     const ours = rows.find((r) => r.id === OURS);
     console.log(`\n## W3 many writers, one key: ${int(SIZES.W3.replicas)} replicas each set "v" once; a fresh replica applies every update one by one\n`);
     console.log('Tidemark\'s key is field "v" of document "d0" (a document is its smallest map); TinyBase\'s is a keyed value; the others\' a key of the root map "docs". Tidemark: plain state encoding (signed packs are not part of the JS API).\n');
-    table(['library', 'time (ms)', 'bytes / update', 'final size', 'time ratio', 'bytes/update ratio'],
-      rows.map((r) => [label(r, info), ms(r.ms), dec(r.bytesPerUpdate, 1), int(r.finalBytes), ratio(r.ms, ours.ms), ratio(r.bytesPerUpdate, ours.bytesPerUpdate)]));
+    console.log('First pass: the first 1,540 merges in a fresh page, compiling as they go (the figure the target is checked on). Warm: the best of up to five more passes in the same page, each into a new replica (fewer for a library whose passes pass 2 s).\n');
+    table(['library', 'first pass (ms)', 'warm (ms)', 'bytes / update', 'final size', 'first-pass ratio', 'warm ratio', 'bytes/update ratio'],
+      rows.map((r) => [label(r, info), ms(r.ms), ms(r.warmMs), dec(r.bytesPerUpdate, 1), int(r.finalBytes), ratio(r.ms, ours.ms), ratio(r.warmMs, ours.warmMs), ratio(r.bytesPerUpdate, ours.bytesPerUpdate)]));
     for (const r of rows) if (!r.valid) fail(`W3: ${label(r, info)} ended with a value nobody wrote`);
   },
   W4(rows, info) {
@@ -360,7 +361,10 @@ function printTargets(results, sizes) {
   if (results.W3) {
     const b = bestPeer(results.W3, 'ms');
     const o = ours('W3').ms;
-    check('W3 ≥ 2× faster than the fastest peer', 2 * o <= b.value, `tidemark ${ms(o)} ms, ${b.id} ${ms(b.value)} ms (${(b.value / o).toFixed(2)}×)`);
+    check('W3 ≥ 2× faster than the fastest peer (first pass)', 2 * o <= b.value, `tidemark ${ms(o)} ms, ${b.id} ${ms(b.value)} ms (${(b.value / o).toFixed(2)}×)`);
+    const bw = bestPeer(results.W3, 'warmMs');
+    const ow = ours('W3').warmMs;
+    check('W3 ≥ 2× faster than the fastest peer (warm)', 2 * ow <= bw.value, `tidemark ${ms(ow)} ms, ${bw.id} ${ms(bw.value)} ms (${(bw.value / ow).toFixed(2)}×)`);
     const s = bestPeer(results.W3, 'bytesPerUpdate');
     const ob = ours('W3').bytesPerUpdate;
     check('W3 bytes per update ≤ the smallest peer', ob <= s.value, `tidemark ${dec(ob, 1)}, ${s.id} ${dec(s.value, 1)}`);

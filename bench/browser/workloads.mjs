@@ -106,8 +106,15 @@ function pull(a, b) {
   return summary.length + delta.length;
 }
 
+/** W3's passes after the first: at most this many, and none started once they have taken
+ * `W3_WARM_BUDGET_MS` (Automerge and Loro take over a second a pass). */
+const W3_WARM_PASSES = 5;
+const W3_WARM_BUDGET_MS = 2_000;
+
 // W3 many writers, one key (crdt-benchmarks B3.1): each replica sets "v" once; a fresh
-// replica applies every update, one by one.
+// replica applies every update, one by one. The first pass runs in a fresh page, so it pays
+// for compiling the merge path (JIT and wasm tiers alike); more passes in the same page, each
+// into a new replica, give the warm figure, what an app that has merged before pays.
 async function W3(lib, { replicas }) {
   const values = randomSets(SEEDS.W3, replicas, 1, 1).value;
   const updates = [];
@@ -118,20 +125,33 @@ async function W3(lib, { replicas }) {
     writer.free();
   }
   const updateBytes = updates.reduce((sum, u) => sum + u.length, 0);
-  const reader = lib.create();
-  collect();
-  const started = now();
-  for (const update of updates) reader.applyUpdate(update);
-  const ms = now() - started;
-  const finalBytes = reader.encode().length;
-  const value = reader.rootValue('v');
-  reader.free();
-  return {
-    ms,
-    bytesPerUpdate: updateBytes / replicas,
-    finalBytes,
+  const pass = () => {
+    const reader = lib.create();
+    collect();
+    const started = now();
+    for (const update of updates) reader.applyUpdate(update);
+    const ms = now() - started;
+    const finalBytes = reader.encode().length;
     // Whichever write wins, it must be one that was made.
-    valid: values.includes(value),
+    const valid = values.includes(reader.rootValue('v'));
+    reader.free();
+    return { ms, finalBytes, valid };
+  };
+  const first = pass();
+  let warmMs = Infinity;
+  let valid = first.valid;
+  for (let i = 0, spent = 0; i < W3_WARM_PASSES && spent < W3_WARM_BUDGET_MS; i++) {
+    const warm = pass();
+    warmMs = Math.min(warmMs, warm.ms);
+    valid &&= warm.valid;
+    spent += warm.ms;
+  }
+  return {
+    ms: first.ms,
+    warmMs,
+    bytesPerUpdate: updateBytes / replicas,
+    finalBytes: first.finalBytes,
+    valid,
   };
 }
 
