@@ -163,7 +163,20 @@ impl<'a> Reader<'a> {
     }
 
     /// A minimal LEB128 varint of at most 64 bits.
+    #[inline]
     pub(crate) fn varint(&mut self) -> Result<u64, DecodeError> {
+        // Most varints of a state are one byte (counts, lengths, small column bases): they
+        // take this short path, which native builds inline; longer ones take the loop.
+        match self.bytes.get(self.pos) {
+            Some(&byte) if byte < 0x80 => {
+                self.pos += 1;
+                Ok(u64::from(byte))
+            }
+            _ => self.long_varint(),
+        }
+    }
+
+    fn long_varint(&mut self) -> Result<u64, DecodeError> {
         let start = self.pos;
         let mut value: u64 = 0;
         for shift in (0..64).step_by(7) {
@@ -658,6 +671,26 @@ mod tests {
     use crate::{DeviceKey, Replica};
 
     const WALL: u64 = 1_750_000_000_000;
+
+    #[test]
+    fn varints_round_trip_and_refuse_what_put_varint_never_writes() {
+        let edges = [0, 0x7f, 0x80, 0x3fff, 0x4000, u64::from(u32::MAX), u64::MAX];
+        for v in edges {
+            let mut bytes = Vec::new();
+            put_varint(&mut bytes, v);
+            bytes.push(0x55);
+            let mut r = Reader::new(&bytes);
+            assert_eq!(r.varint(), Ok(v));
+            assert_eq!(r.remaining(), 1, "{v} read exactly its own bytes");
+        }
+        let refused = |bytes: &[u8]| Reader::new(bytes).varint().unwrap_err().code();
+        assert_eq!(refused(&[]), "decode.truncated");
+        assert_eq!(refused(&[0x80]), "decode.truncated");
+        assert_eq!(refused(&[0x81, 0x00]), "decode.non_canonical");
+        let mut too_wide = vec![0xff; 9];
+        too_wide.push(0x02);
+        assert_eq!(refused(&too_wide), "decode.malformed");
+    }
 
     /// Two devices' writes of every value kind, counters, a delete, in two collections.
     fn every_kind() -> State {
