@@ -140,20 +140,38 @@ impl<'a> Reader<'a> {
         }
     }
 
+    // `take`, `u8` and `varint` are forced inline, their errors built out of line: the browser
+    // build optimizes for size (opt-level "z"), which left each a call of its own, and in V8
+    // those calls were about a tenth of a small merge. Inlined, 1,540 one-write merges in
+    // Node's V8 went from 3.4–3.5 ms to 3.0 ms (best warm pass), for 156 bytes more gzipped.
+    #[inline(always)]
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if n > self.remaining() {
-            return Err(DecodeError::Truncated {
-                offset: self.pos,
-                needed: n - self.remaining(),
-            });
+        match self.bytes.get(self.pos..).and_then(|rest| rest.get(..n)) {
+            Some(slice) => {
+                self.pos += n;
+                Ok(slice)
+            }
+            None => Err(self.truncated(n)),
         }
-        let slice = &self.bytes[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(slice)
     }
 
+    #[inline(always)]
     pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.take(1)?[0])
+        match self.bytes.get(self.pos) {
+            Some(&byte) => {
+                self.pos += 1;
+                Ok(byte)
+            }
+            None => Err(self.truncated(1)),
+        }
+    }
+
+    #[cold]
+    fn truncated(&self, n: usize) -> DecodeError {
+        DecodeError::Truncated {
+            offset: self.pos,
+            needed: n - self.remaining(),
+        }
     }
 
     pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
@@ -163,10 +181,10 @@ impl<'a> Reader<'a> {
     }
 
     /// A minimal LEB128 varint of at most 64 bits.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn varint(&mut self) -> Result<u64, DecodeError> {
         // Most varints of a state are one byte (counts, lengths, small column bases): they
-        // take this short path, which native builds inline; longer ones take the loop.
+        // take this short path; longer ones take the loop, which stays out of line.
         match self.bytes.get(self.pos) {
             Some(&byte) if byte < 0x80 => {
                 self.pos += 1;
