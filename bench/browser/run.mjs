@@ -313,7 +313,7 @@ const print = {
     const ours = rows.find((r) => r.id === OURS);
     console.log(`\n## W3 many writers, one key: ${int(SIZES.W3.replicas)} replicas each set "v" once; a fresh replica applies every update one by one\n`);
     console.log('Tidemark\'s key is field "v" of document "d0" (a document is its smallest map); TinyBase\'s is a keyed value; the others\' a key of the root map "docs". Tidemark: plain state encoding (signed packs are not part of the JS API).\n');
-    console.log('First pass: the first 1,540 merges in a fresh page, compiling as they go (the figure the target is checked on). Warm: the best of up to five more passes in the same page, each into a new replica (fewer for a library whose passes pass 2 s).\n');
+    console.log(`First pass: the first ${int(SIZES.W3.replicas)} merges in a fresh page, compiling as they go (the figure the target is checked on). Warm: the best of up to five more passes in the same page, each into a new replica (fewer once a library's passes have taken 2 s).\n`);
     table(['library', 'first pass (ms)', 'warm (ms)', 'bytes / update', 'final size', 'first-pass ratio', 'warm ratio', 'bytes/update ratio'],
       rows.map((r) => [label(r, info), ms(r.ms), ms(r.warmMs), dec(r.bytesPerUpdate, 1), int(r.finalBytes), ratio(r.ms, ours.ms), ratio(r.warmMs, ours.warmMs), ratio(r.bytesPerUpdate, ours.bytesPerUpdate)]));
     for (const r of rows) if (!r.valid) fail(`W3: ${label(r, info)} ended with a value nobody wrote`);
