@@ -634,13 +634,11 @@ impl ObjectLocks {
     async fn lock(&self, key: String, access: Access) -> ObjectGuard {
         let lock = self.lock_for(key);
         match access {
-            Access::Read => ObjectGuard {
-                _read: Some(lock.read_owned().await),
-                _write: None,
+            Access::Read => ObjectGuard::Shared {
+                _guard: lock.read_owned().await,
             },
-            Access::Write => ObjectGuard {
-                _read: None,
-                _write: Some(lock.write_owned().await),
+            Access::Write => ObjectGuard::Exclusive {
+                _guard: lock.write_owned().await,
             },
         }
     }
@@ -660,11 +658,11 @@ impl ObjectLocks {
     }
 }
 
-/// A held object lock, shared or exclusive; released when dropped.
+/// A held object lock; released when dropped.
 #[derive(Debug)]
-struct ObjectGuard {
-    _read: Option<OwnedRwLockReadGuard<()>>,
-    _write: Option<OwnedRwLockWriteGuard<()>>,
+enum ObjectGuard {
+    Shared { _guard: OwnedRwLockReadGuard<()> },
+    Exclusive { _guard: OwnedRwLockWriteGuard<()> },
 }
 
 /// Whether an `If-None-Match` list names `etag` (weak comparison, `*` matches anything).
