@@ -316,13 +316,22 @@ fn rank<T: Ord + Clone>(items: &[T], used: &[bool]) -> (Vec<u32>, Vec<T>) {
     let mut order: Vec<u32> = (0..items.len() as u32)
         .filter(|&i| used[i as usize])
         .collect();
-    order.sort_by(|&a, &b| items[a as usize].cmp(&items[b as usize]));
+    sort_indices(&mut order, &|a, b| {
+        items[a as usize].cmp(&items[b as usize])
+    });
     let mut ranks = vec![UNUSED; items.len()];
     for (rank, &idx) in order.iter().enumerate() {
         ranks[idx as usize] = rank as u32;
     }
     let sorted = order.iter().map(|&i| items[i as usize].clone()).collect();
     (ranks, sorted)
+}
+
+/// Sorts indices by `cmp`. Not generic, so that the sort is compiled once for every table
+/// rather than once per item type: a sort is about 3 KB of wasm. The items of a table are
+/// distinct (interned), so an unstable sort gives the one order.
+fn sort_indices(order: &mut [u32], cmp: &dyn Fn(u32, u32) -> std::cmp::Ordering) {
+    order.sort_unstable_by(|&a, &b| cmp(a, b));
 }
 
 /// A state as its encoding lists it, checked in full but not yet put into a [`State`]'s maps:
