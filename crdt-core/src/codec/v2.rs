@@ -220,10 +220,11 @@ fn apply_clock_delta(
 ///
 /// The body is read by a few functions kept out of line rather than one large one. Every merge
 /// runs them, and V8 optimizes a hot wasm function whole, on threads that share the CPU with
-/// the page: inlined into one 10.7 KB function (format 1's reader with it), the decoder took
-/// V8 7–11 ms to optimize, and a first run of 1,540 small merges in Chromium that caught it
-/// took about twice as long as one that did not. In pieces of at most 1.7 KB, each takes V8
-/// about a millisecond. Natively the split costs nothing measurable.
+/// the page. Inlined into one 10.7 KB function (format 1's reader with it), the decoder took
+/// V8 7–11 ms to optimize, and a first run of 1,540 small merges that caught that job took
+/// about twice as long as one that did not. In pieces (the largest is this one, 2.7 KB with
+/// what it inlines), each takes V8 about a millisecond. Natively the split costs nothing
+/// measurable.
 pub(super) fn decode(mut r: Reader<'_>) -> Result<Decoded<'_>, DecodeError> {
     let mut tables = Tables::read(&mut r)?;
     let collections = read_collections(&mut r)?;
