@@ -249,11 +249,11 @@ impl SyncEngine {
     }
 
     fn assemble(config: SyncConfig, key: DeviceKey, replica: Replica) -> SyncEngine {
-        let collections = config
-            .collections
-            .iter()
-            .map(|c| (c.clone(), CollectionSync::new()))
-            .collect();
+        // Inserted, not collected: see `Grant::parse`.
+        let mut collections = BTreeMap::new();
+        for c in &config.collections {
+            collections.insert(c.clone(), CollectionSync::new());
+        }
         let jitter = Jitter::new(config.jitter_seed);
         let round = Round {
             interval: config.poll_min_millis,
